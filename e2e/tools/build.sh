@@ -218,6 +218,9 @@ mkdir -p "$TOOLS_DIR"
 # Serialise concurrent runs (e.g. two test suites calling cluster.sh up).
 exec 9>"$TOOLS_DIR/.build.lock"
 flock 9
+# Holding the lock, no other build is running: temp dirs left by a killed
+# (SIGKILL, power loss) build are garbage.
+rm -rf "$TOOLS_DIR"/.*.tmp.* "$TOOLS_DIR"/bin/.tmp.*
 
 for t in "${tools[@]}"; do build_one "$t"; done
 
