@@ -1,0 +1,21 @@
+//! Contracts shared by the AuthPlane server, operator and SDK.
+//!
+//! Pure data and pure functions: the configuration schema and its validation,
+//! resource-URI canonicalisation (RFC 8707), redirect-URI rules (RFC 8252),
+//! scope tokens (RFC 6749 §3.3), the authorization-server metadata document
+//! (RFC 8414) and the signing-key file format. No I/O beyond reading the
+//! process environment handed in by the caller.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod duration;
+pub mod keyfile;
+pub mod metadata;
+pub mod redirect;
+pub mod resource;
+pub mod scope;
+pub mod secret;
+
+pub use duration::Duration;
+pub use resource::ResourceUri;
+pub use secret::Secret;
