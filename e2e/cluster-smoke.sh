@@ -11,6 +11,8 @@
 # so it never stops a cluster you are working with. Set AUTHPLANE_CLUSTER_DIR
 # to choose it.
 set -uo pipefail
+# Checks run `bash -c '...' _ args`: the single quotes are deliberate.
+# shellcheck disable=SC2016
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export AUTHPLANE_CLUSTER_DIR="${AUTHPLANE_CLUSTER_DIR:-${TMPDIR:-/tmp}/authplane-smoke-$$}"
@@ -82,6 +84,8 @@ eval "$env_out"
 
 # ---------------------------------------------------------------- API basics
 want_version="$("$here/tools/build.sh" --versions kube-apiserver | awk '{print $2}')"
+check "kubectl from cluster.sh env is the pinned $want_version" \
+  bash -c '[[ $("$1" version --client | head -n 1) == "Client Version: $2" ]]' _ "$KUBECTL" "$want_version"
 check "server version is $want_version" \
   bash -c '"$1" version -o json 2>/dev/null | grep -q "\"gitVersion\": \"$2\""' _ "$KUBECTL" "$want_version"
 check "kubectl get ns shows default, kube-system, kube-public, kube-node-lease" \

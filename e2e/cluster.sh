@@ -22,7 +22,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE="${AUTHPLANE_CLUSTER_DIR:-${TMPDIR:-/tmp}/authplane-cluster}"
 TIMEOUT="${AUTHPLANE_CLUSTER_TIMEOUT:-120}"
-KUBECTL="${KUBECTL:-kubectl}"
+# kubectl: $KUBECTL, else the one built with the cluster (same version as
+# the server), else whatever is on PATH.
+KUBECTL_FROM_ENV="${KUBECTL:-}"
+KUBECTL="${KUBECTL:-$("$here/tools/build.sh" --path kubectl)}"
+[[ -x "$KUBECTL" ]] || command -v "$KUBECTL" >/dev/null || KUBECTL=kubectl
 SERVICE_CIDR=10.0.0.0/24 # never routed: there is no kube-proxy; API objects only
 SERVICE_IP=10.0.0.1      # first address of SERVICE_CIDR: the `kubernetes` Service
 CLUSTER_NAME=authplane-e2e
@@ -224,6 +228,7 @@ start() { # name binary args...
   local name="$1"
   shift
   : >"$(logfile "$name")"
+  # shellcheck disable=SC2016 # expanded by the child shell
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$name")" "$@" \
     </dev/null >>"$(logfile "$name")" 2>&1 &
   local i
@@ -257,6 +262,7 @@ wait_for() {
         fail_with_logs "$c exited while waiting for $what" "$c"
       fi
     done
+    # shellcheck disable=SC2086 # $logs is a list of component names
     ((SECONDS < deadline)) || fail_with_logs "timed out after ${TIMEOUT}s waiting for $what" $logs
     sleep 0.5
   done
@@ -279,12 +285,12 @@ cmd_up() {
   fi
   command -v openssl >/dev/null || die "openssl not found (apt-get install -y openssl)"
   command -v curl >/dev/null || die "curl not found (apt-get install -y curl)"
-  command -v "$KUBECTL" >/dev/null || die "kubectl not found (set KUBECTL=/path/to/kubectl)"
 
   # Tools: build once into the cache (prints 'cached' when nothing to do).
   local tools_env
   tools_env="$("$here/tools/build.sh" --env)" || die "building tools failed"
   eval "$tools_env"
+  [[ -n "${KUBECTL_FROM_ENV:-}" ]] || KUBECTL="$AUTHPLANE_KUBECTL"
   local bindir
   bindir="$("$here/tools/build.sh" --print-bin-dir 2>/dev/null)"
 

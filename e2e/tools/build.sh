@@ -9,9 +9,11 @@
 #   e2e/tools/build.sh --print-bin-dir  same, then print one directory holding
 #                                       symlinks to every binary (for PATH)
 #   e2e/tools/build.sh --versions       print tool versions, build nothing
+#   e2e/tools/build.sh --path tool...   print where a tool is (or would be),
+#                                       build nothing
 #
-# Tools: etcd kube-apiserver kube-controller-manager helm servicemonitor-crd
-# (default: all).
+# Tools: etcd kube-apiserver kube-controller-manager kubectl helm
+# servicemonitor-crd (default: all).
 #
 # Each tool goes to ${AUTHPLANE_TOOLS_DIR:-$HOME/.cache/authplane/tools}/<tool>-<version>/.
 # The version is read from the committed wrapper go.mod files (or pinned below),
@@ -37,7 +39,7 @@ PROM_OPERATOR_VERSION=v0.85.0
 PROM_OPERATOR_SUM='h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s='
 SERVICEMONITOR_CRD_PATH=example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
 
-ALL_TOOLS=(etcd kube-apiserver kube-controller-manager helm servicemonitor-crd)
+ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl helm servicemonitor-crd)
 
 log() { echo "$@" >&"$out_fd"; }
 die() { echo "build.sh: error: $*" >&2; exit 1; }
@@ -53,7 +55,7 @@ gomod_version() { # dir module
 tool_version() {
   case "$1" in
     etcd) gomod_version etcd go.etcd.io/etcd/server/v3 ;;
-    kube-apiserver | kube-controller-manager) gomod_version kubernetes k8s.io/kubernetes ;;
+    kube-apiserver | kube-controller-manager | kubectl) gomod_version kubernetes k8s.io/kubernetes ;;
     helm) gomod_version helm helm.sh/helm/v3 ;;
     servicemonitor-crd) echo "$PROM_OPERATOR_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
@@ -78,7 +80,7 @@ go_env() {
 ldflags_for() { # tool version
   local tool="$1" v="$2" ld="-s -w" pkg k date minor
   case "$tool" in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kubectl)
       minor="${v#v1.}"; minor="${minor%%.*}"
       # Build date = the release's publication time, so rebuilds are identical.
       date="$(cd "$here/kubernetes" && go_env "$GO" list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)"
@@ -107,6 +109,7 @@ check_version() { # tool path version
   local got
   case "$1" in
     kube-apiserver | kube-controller-manager) got="$("$2" --version 2>&1)"; [[ "$got" == "Kubernetes $3" ]] ;;
+    kubectl) got="$("$2" version --client 2>&1 | head -n 1)"; [[ "$got" == "Client Version: $3" ]] ;;
     etcd) got="$("$2" --version 2>&1)"; grep -qx "etcd Version: ${3#v}" <<<"$got" ;;
     helm) got="$("$2" version --short 2>&1)"; [[ "$got" == "$3"* ]] ;;
     servicemonitor-crd) got="$(head -c 4096 "$2")"; grep -q 'name: servicemonitors.monitoring.coreos.com' <<<"$got" ;;
@@ -148,7 +151,7 @@ build_one() {
       local moddir pkg ld
       case "$tool" in
         etcd) moddir=etcd; pkg=. ;;
-        kube-apiserver | kube-controller-manager) moddir=kubernetes; pkg="k8s.io/kubernetes/cmd/$tool" ;;
+        kube-apiserver | kube-controller-manager | kubectl) moddir=kubernetes; pkg="k8s.io/kubernetes/cmd/$tool" ;;
         helm) moddir=helm; pkg=helm.sh/helm/v3/cmd/helm ;;
       esac
       ld="$(ldflags_for "$tool" "$v")"
@@ -194,9 +197,10 @@ bin_dir() {
 
 mode=build
 case "${1:-}" in
-  --env) mode=env; shift ;;
+  --env) mode="env"; shift ;;
   --print-bin-dir) mode=bin-dir; shift ;;
   --versions) mode=versions; shift ;;
+  --path) mode=path; shift ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   -*) die "unknown option $1" ;;
 esac
@@ -207,6 +211,10 @@ for t in "${tools[@]}"; do tool_version "$t" >/dev/null; done
 
 if [[ "$mode" == versions ]]; then
   for t in "${tools[@]}"; do echo "$t $(tool_version "$t")"; done
+  exit 0
+fi
+if [[ "$mode" == path ]]; then
+  for t in "${tools[@]}"; do tool_path "$t"; done
   exit 0
 fi
 
