@@ -1,0 +1,271 @@
+//! Start-up, shared state, background maintenance and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpServer, web};
+use arc_swap::ArcSwap;
+use authplane_core::Secret;
+use authplane_core::config::{Config, KeyStoreKind, Loaded};
+use tokio::sync::Mutex;
+
+use crate::http::observe::Observer;
+use crate::keys::{KeyManager, KeyStore, Timings};
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::registry::Registry;
+use crate::store::{self, Db, DbInfo};
+use crate::{clock, configfile, http};
+
+/// Everything a handler may need, shared by both listeners.
+pub struct AppState {
+    pub config: ArcSwap<Config>,
+    pub config_path: Option<PathBuf>,
+    pub db: Db,
+    pub db_info: DbInfo,
+    pub keys: KeyManager,
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    pub admin_key: ArcSwap<Option<Secret<String>>>,
+    health: Mutex<Option<(Instant, bool)>>,
+}
+
+const HEALTH_CACHE: Duration = Duration::from_secs(1);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl AppState {
+    /// The DB health, probed at most once a second; logs transitions.
+    pub async fn db_healthy(&self) -> bool {
+        let mut cached = self.health.lock().await;
+        if let Some((at, ok)) = *cached
+            && at.elapsed() < HEALTH_CACHE
+        {
+            return ok;
+        }
+        let result = store::probe(&self.db, &self.db_info, clock::now(), HEALTH_TIMEOUT).await;
+        let ok = result.is_ok();
+        let was = cached.map(|(_, ok)| ok);
+        match (&result, was) {
+            (Err(e), Some(true) | None) => tracing::error!(error = "ErrDatabaseUnavailable", detail = %e, db = %self.db_info.kind, "database health check failed"),
+            (Ok(()), Some(false)) => tracing::info!(db = %self.db_info.kind, "database reachable again"),
+            _ => {}
+        }
+        self.metrics.db_up.set(i64::from(ok));
+        *cached = Some((Instant::now(), ok));
+        ok
+    }
+}
+
+/// Sets up storage and keys (failing with one line on any problem), then
+/// serves until SIGTERM/SIGINT.
+pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), String> {
+    let cfg = loaded.config;
+    let (db, db_info) = store::connect(&cfg.database).await?;
+    let applied = store::migrate(&db).await.map_err(|e| format!("database migration failed: {}", store::one_line(&e.to_string())))?;
+    if applied > 0 {
+        tracing::info!(applied, db = %db_info.kind, "migrations applied");
+    }
+    let report = store::registry::sync_config(&db, &cfg, clock::now())
+        .await
+        .map_err(|e| format!("cannot store the config file's resources, clients and users: {e}"))?;
+    tracing::debug!(upserted = report.upserted, removed = report.removed, "config entries synced");
+
+    let key_store = match cfg.signing.key_store {
+        KeyStoreKind::File => KeyStore::File { dir: PathBuf::from(&cfg.signing.key_dir) },
+        KeyStoreKind::Db => KeyStore::Db { db: db.clone() },
+    };
+    let keys = KeyManager::open(key_store, Timings::from_config(&cfg), clock::now())
+        .await
+        .map_err(|e| format!("signing keys: {e} (fix: repair or remove the key, or check signing.key_store / signing.key_dir)"))?;
+
+    let admin_key = configfile::admin_key(&cfg)?;
+    let registry = Registry::default();
+    registry.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
+
+    let metrics = Metrics::new();
+    let state = Arc::new(AppState {
+        config: ArcSwap::from_pointee(cfg.clone()),
+        config_path,
+        db,
+        db_info,
+        keys,
+        registry,
+        metrics: metrics.clone(),
+        admin_key: ArcSwap::from_pointee(admin_key),
+        health: Mutex::new(None),
+    });
+    state.db_healthy().await;
+
+    let public_addr: SocketAddr = cfg.server.listen.parse().map_err(|e| format!("server.listen: {e}"))?;
+    let admin_addr: SocketAddr = cfg.admin.listen.parse().map_err(|e| format!("admin.listen: {e}"))?;
+    let shutdown = cfg.server.shutdown_timeout.as_secs();
+
+    let data = web::Data::from(state.clone());
+    let obs = Observer { listener: "public", metrics: metrics.clone(), access_log: cfg.log.access_log };
+    let d = data.clone();
+    let public = HttpServer::new(move || {
+        let obs = obs.clone();
+        App::new().app_data(d.clone()).configure(http::public::routes).wrap_fn(move |req, srv| obs.call(req, srv))
+    })
+    .disable_signals()
+    .shutdown_timeout(shutdown)
+    .bind(public_addr)
+    .map_err(|e| format!("cannot listen on {public_addr} (server.listen / AUTHPLANE_SERVER_LISTEN): {e}"))?;
+    let obs = Observer { listener: "admin", metrics: metrics.clone(), access_log: cfg.log.access_log };
+    let d = data.clone();
+    let admin = HttpServer::new(move || {
+        let obs = obs.clone();
+        App::new().app_data(d.clone()).configure(http::admin::routes).wrap_fn(move |req, srv| obs.call(req, srv))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(shutdown)
+    .bind(admin_addr)
+    .map_err(|e| format!("cannot listen on {admin_addr} (admin.listen / AUTHPLANE_ADMIN_LISTEN): {e}"))?;
+
+    let public_bound = public.addrs().first().copied().unwrap_or(public_addr);
+    let admin_bound = admin.addrs().first().copied().unwrap_or(admin_addr);
+    let public = public.run();
+    let admin = admin.run();
+    let (public_handle, admin_handle) = (public.handle(), admin.handle());
+
+    let kid = state.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
+    tracing::info!(
+        public = %public_bound,
+        admin = %admin_bound,
+        issuer = %cfg.server.issuer,
+        db = %state.db_info.kind,
+        db_url = %state.db_info.redacted_url,
+        key_store = %state.keys.describe_store(),
+        kid = %kid,
+        version = crate::build_info::VERSION,
+        "authserver started"
+    );
+    if state.admin_key.load().is_none() {
+        tracing::warn!("admin API is off: no admin.api_key / AUTHPLANE_ADMIN_API_KEY configured (metrics and /healthz still served)");
+    }
+
+    let maintenance = tokio::spawn(maintain(state.clone()));
+    let servers = tokio::spawn(async move {
+        let _ = futures_util::future::join(public, admin).await;
+    });
+
+    wait_for_signal().await;
+    tracing::info!(timeout_s = shutdown, "shutting down: draining in-flight requests");
+    maintenance.abort();
+    futures_util::future::join(public_handle.stop(true), admin_handle.stop(true)).await;
+    let _ = servers.await;
+    state.db.clone().close().await.ok();
+    tracing::info!("authserver stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process can still be killed; wait forever.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Background work: key-store and config-file reloads (every 2 s), resource
+/// refresh and key rotation (every 10 s), DB health (every 5 s).
+async fn maintain(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut config_fp = state.config_path.as_deref().and_then(configfile::fingerprint);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+
+        match state.keys.reload_if_changed().await {
+            Ok(true) => {
+                state.metrics.key_reloads.get_or_create(&OutcomeLabels { outcome: "changed" }).inc();
+                let kid = state.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
+                tracing::info!(kid = %kid, keys = state.keys.current().keys.len(), "signing keys reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                state.metrics.key_reloads.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
+                tracing::error!(error = "ErrKeyReload", detail = %e, "signing-key reload failed; keeping the last good keys");
+            }
+        }
+
+        if let Some(path) = &state.config_path {
+            let fp = configfile::fingerprint(path);
+            if fp.is_some() && fp != config_fp {
+                config_fp = fp;
+                reload_config(&state).await;
+            }
+        }
+
+        if n % 5 == 0 {
+            state.db_healthy().await;
+            if let Err(e) = state.registry.refresh(&state.db).await {
+                tracing::debug!(detail = %e, "resource refresh failed");
+            }
+            match state.keys.maintain(clock::now()).await {
+                Ok(Some(k)) => tracing::info!(kid = %k.kid, active_from = %clock::rfc3339(k.active_from), "signing key rotated: new key published"),
+                Ok(None) => {}
+                Err(crate::keys::KeysError::Store(crate::keys::KeyStoreError::ReadOnly(dir))) => {
+                    if state.keys.first_read_only_warning() {
+                        tracing::warn!(dir = %dir, "automatic key rotation skipped: the key directory is read-only");
+                    }
+                }
+                Err(e) => tracing::error!(error = "ErrKeyRotation", detail = %e, "automatic key rotation failed"),
+            }
+        }
+    }
+}
+
+/// Applies a changed config file. A file that does not validate is refused as
+/// a whole and the running config stays; listeners, database and key store
+/// need a restart and say so.
+pub async fn reload_config(state: &AppState) {
+    let Some(path) = state.config_path.as_deref() else { return };
+    let loaded = match configfile::load(Some(path)) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = "ErrConfigReload", detail = %e, "config reload refused; keeping the running config");
+            return;
+        }
+    };
+    let new = loaded.config;
+    let old = state.config.load_full();
+    if new.server.listen != old.server.listen
+        || new.admin.listen != old.admin.listen
+        || new.database.url != old.database.url
+        || new.signing.key_store != old.signing.key_store
+        || new.signing.key_dir != old.signing.key_dir
+        || new.log.format != old.log.format
+    {
+        tracing::warn!("config changed listeners, database, key store or log format: those take effect after a restart");
+    }
+    let admin_key = match configfile::admin_key(&new) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = "ErrConfigReload", detail = %e, "config reload refused; keeping the running config");
+            return;
+        }
+    };
+    match store::registry::sync_config(&state.db, &new, clock::now()).await {
+        Ok(r) => tracing::info!(upserted = r.upserted, removed = r.removed, "config reloaded"),
+        Err(e) => {
+            tracing::error!(error = "ErrConfigReload", detail = %e, "config reload could not be stored; will retry on the next change");
+            return;
+        }
+    }
+    state.keys.set_timings(Timings::from_config(&new));
+    state.admin_key.store(Arc::new(admin_key));
+    state.config.store(Arc::new(new));
+    if let Err(e) = state.registry.refresh(&state.db).await {
+        tracing::warn!(detail = %e, "resource refresh after reload failed");
+    }
+}

@@ -1,0 +1,384 @@
+//! The admin listener (:9001): `/metrics`, `/healthz`, and the admin REST API
+//! behind `Authorization: Bearer $AUTHPLANE_ADMIN_API_KEY`.
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use authplane_core::config::{
+    ClientConfig, GrantType, ResourceConfig, TokenEndpointAuthMethod, UserConfig, validate_client, validate_resource,
+    validate_user,
+};
+use authplane_core::redirect::RedirectUri;
+use authplane_core::{ResourceUri, Secret};
+use futures_util::future::{Either, ready};
+use sea_orm::TransactionTrait;
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, json_error, query_error};
+use super::observe::RequestContext;
+use crate::app::AppState;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::registry::{self as rows, Source, StoredUser};
+use crate::{clock, password, random};
+
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().limit(MAX_BODY).error_handler(json_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .service(
+            web::scope("/admin")
+                .wrap_fn(require_admin_key)
+                .route("/resources", web::get().to(list_resources))
+                .route("/resources", web::post().to(create_resource))
+                .route("/resources/one", web::get().to(get_resource))
+                .route("/resources/one", web::delete().to(delete_resource))
+                .route("/clients", web::get().to(list_clients))
+                .route("/clients", web::post().to(create_client))
+                .route("/clients/{client_id}", web::get().to(get_client))
+                .route("/clients/{client_id}", web::delete().to(delete_client))
+                .route("/users", web::get().to(list_users))
+                .route("/users", web::post().to(create_user))
+                .route("/users/{user}", web::get().to(get_user))
+                .route("/users/{user}", web::delete().to(delete_user))
+                .route("/keys", web::get().to(list_keys))
+                .route("/keys/rotate", web::post().to(rotate_keys)),
+        )
+        .default_service(web::to(|req: HttpRequest| async move {
+            Err::<HttpResponse, _>(ApiError::not_found(format!("no such endpoint: {}", req.path())))
+        }));
+}
+
+/// Checks the bearer key in constant time before any admin handler runs.
+fn require_admin_key<S>(
+    req: ServiceRequest,
+    srv: &S,
+) -> Either<S::Future, futures_util::future::Ready<Result<ServiceResponse, actix_web::Error>>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse, Error = actix_web::Error>,
+{
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Either::Right(ready(Ok(req.error_response(ApiError::internal()))));
+    };
+    let key = state.admin_key.load();
+    let Some(key) = key.as_ref() else {
+        let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "admin_api_disabled", "the admin API is off: set admin.api_key or AUTHPLANE_ADMIN_API_KEY on the server");
+        return Either::Right(ready(Ok(req.error_response(e))));
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .unwrap_or("");
+    if presented.is_empty() || !random::secure_eq(presented.as_bytes(), key.expose().as_bytes()) {
+        tracing::warn!(error = "ErrAdminUnauthorized", path = %req.path(), "admin API request refused");
+        return Either::Right(ready(Ok(req.error_response(ApiError::unauthorized()))));
+    }
+    Either::Left(srv.call(req))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}
+
+/// Liveness: the process serves requests. Readiness with the DB is `/health`.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+fn ctx(req: &HttpRequest) -> (Option<String>, Option<String>) {
+    let ext = req.extensions();
+    let c = ext.get::<RequestContext>();
+    (c.map(|c| c.request_id.clone()), c.map(|c| c.trace_id.clone()))
+}
+
+fn admin_event(req: &HttpRequest, event_type: &'static str, detail: serde_json::Value) -> AuditEvent {
+    let (request_id, trace_id) = ctx(req);
+    AuditEvent { event_type, outcome: "success", request_id, trace_id, detail, ..Default::default() }
+}
+
+fn owned_by_config(kind: &str, id: &str) -> ApiError {
+    ApiError::conflict(format!("{kind} {id} is defined in the config file; change it there"))
+}
+
+// ---- resources ----
+
+#[derive(Deserialize)]
+struct ResourceQuery {
+    resource: String,
+}
+
+fn parse_resource(q: &ResourceQuery) -> Result<ResourceUri, ApiError> {
+    ResourceUri::parse(&q.resource).map_err(|e| ApiError::bad_request(format!("resource: {e}")))
+}
+
+async fn list_resources(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rows::list_resources(&state.db).await?))
+}
+
+async fn get_resource(state: web::Data<AppState>, q: web::Query<ResourceQuery>) -> Result<HttpResponse, ApiError> {
+    let uri = parse_resource(&q)?;
+    match rows::get_resource(&state.db, &uri).await? {
+        Some(r) => Ok(HttpResponse::Ok().json(r)),
+        None => Err(ApiError::not_found(format!("resource {uri} not found"))),
+    }
+}
+
+async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body: web::Json<ResourceConfig>) -> Result<HttpResponse, ApiError> {
+    let r = body.into_inner();
+    validate_resource("resource", &r)?;
+    let now = clock::now();
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::insert_resource(&txn, &r, Source::Admin, now).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent { resource: Some(r.resource.to_string()), ..admin_event(&req, "resource_created", serde_json::json!({"scopes": r.scopes})) })
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    state.registry.refresh(&state.db).await?;
+    tracing::info!(resource = %r.resource, "resource created");
+    let stored = rows::get_resource(&state.db, &r.resource).await?;
+    Ok(HttpResponse::Created().json(stored))
+}
+
+async fn delete_resource(req: HttpRequest, state: web::Data<AppState>, q: web::Query<ResourceQuery>) -> Result<HttpResponse, ApiError> {
+    let uri = parse_resource(&q)?;
+    let Some(existing) = rows::get_resource(&state.db, &uri).await? else {
+        return Err(ApiError::not_found(format!("resource {uri} not found")));
+    };
+    if existing.source == Source::Config {
+        return Err(owned_by_config("resource", uri.as_str()));
+    }
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::delete_resource(&txn, &uri).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent { resource: Some(uri.to_string()), ..admin_event(&req, "resource_deleted", serde_json::Value::Null) })
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    state.registry.refresh(&state.db).await?;
+    tracing::info!(resource = %uri, "resource deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- clients ----
+
+/// `POST /admin/clients`. The server generates the id (unless given) and,
+/// for a confidential client, the secret, which is returned once.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    client_id: Option<String>,
+    client_name: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: TokenEndpointAuthMethod,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    grant_types: Option<Vec<GrantType>>,
+    #[serde(default)]
+    allowed_resources: Vec<String>,
+    #[serde(default)]
+    allowed_scopes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct CreatedClient {
+    #[serde(flatten)]
+    client: crate::store::registry::StoredClient,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+async fn list_clients(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(rows::list_clients(&state.db).await?))
+}
+
+async fn get_client(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    match rows::get_client(&state.db, &id).await? {
+        Some(c) => Ok(HttpResponse::Ok().json(c)),
+        None => Err(ApiError::not_found(format!("client {id} not found"))),
+    }
+}
+
+async fn create_client(req: HttpRequest, state: web::Data<AppState>, body: web::Json<CreateClient>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let redirect_uris = b
+        .redirect_uris
+        .iter()
+        .map(|u| RedirectUri::parse(u).map_err(|e| ApiError::bad_request(format!("client.redirect_uris: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_resources = b
+        .allowed_resources
+        .iter()
+        .map(|u| ResourceUri::parse(u).map_err(|e| ApiError::bad_request(format!("client.allowed_resources: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secret = b.token_endpoint_auth_method.is_confidential().then(random::secret_token);
+    let client = ClientConfig {
+        client_id: b.client_id.unwrap_or_else(|| random::id("c_")),
+        client_name: b.client_name,
+        token_endpoint_auth_method: b.token_endpoint_auth_method,
+        client_secret_sha256: secret.as_ref().map(|s| random::sha256_hex(s.as_bytes())),
+        redirect_uris,
+        grant_types: b.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
+        allowed_resources,
+        allowed_scopes: b.allowed_scopes,
+    };
+    let known = state.registry.get();
+    validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
+    let now = clock::now();
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::insert_client(&txn, &client, Source::Admin, now).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent {
+        client_id: Some(client.client_id.clone()),
+        ..admin_event(&req, "client_registered", serde_json::json!({"via": "admin", "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str()}))
+    })
+    .await
+    .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(client_id = %client.client_id, "client created");
+    let stored = rows::get_client(&state.db, &client.client_id).await?.ok_or_else(ApiError::internal)?;
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(CreatedClient { client: stored, client_secret: secret }))
+}
+
+async fn delete_client(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let Some(existing) = rows::get_client(&state.db, &id).await? else {
+        return Err(ApiError::not_found(format!("client {id} not found")));
+    };
+    if existing.source == Source::Config {
+        return Err(owned_by_config("client", &id));
+    }
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::delete_client(&txn, &id).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent { client_id: Some(id.to_string()), ..admin_event(&req, "client_deleted", serde_json::Value::Null) })
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(client_id = %id, "client deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- users ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    username: String,
+    password: Secret<String>,
+    id: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: String,
+    username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    source: Source,
+    created_at: i64,
+}
+
+impl From<StoredUser> for UserView {
+    fn from(u: StoredUser) -> Self {
+        UserView { id: u.id, username: u.username, email: u.email, name: u.name, source: u.source, created_at: u.created_at }
+    }
+}
+
+async fn list_users(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let users: Vec<UserView> = rows::list_users(&state.db).await?.into_iter().map(UserView::from).collect();
+    Ok(HttpResponse::Ok().json(users))
+}
+
+async fn get_user(state: web::Data<AppState>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    match rows::find_user(&state.db, &user).await? {
+        Some(u) => Ok(HttpResponse::Ok().json(UserView::from(u))),
+        None => Err(ApiError::not_found(format!("user {user} not found"))),
+    }
+}
+
+async fn create_user(req: HttpRequest, state: web::Data<AppState>, body: web::Json<CreateUser>) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    if b.password.expose().chars().count() < 8 {
+        return Err(ApiError::bad_request("user.password: shorter than 8 characters"));
+    }
+    if b.password.expose().len() > 1024 {
+        return Err(ApiError::bad_request("user.password: longer than 1024 bytes"));
+    }
+    // argon2 is deliberately slow: keep it off the async workers.
+    let pw = b.password.clone();
+    let hash = web::block(move || password::hash(pw.expose())).await.map_err(|_| ApiError::internal())?.map_err(|_| ApiError::internal())?;
+    let user = UserConfig {
+        username: b.username,
+        id: Some(b.id.unwrap_or_else(|| random::id("u_"))),
+        password_hash: Secret::new(hash),
+        email: b.email,
+        name: b.name,
+    };
+    validate_user("user", &user)?;
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::insert_user(&txn, &user, Source::Admin, clock::now()).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent { user_id: Some(user.subject().to_owned()), ..admin_event(&req, "user_created", serde_json::json!({"username": user.username})) })
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(user_id = %user.subject(), "user created");
+    let stored = rows::find_user(&state.db, user.subject()).await?.ok_or_else(ApiError::internal)?;
+    Ok(HttpResponse::Created().json(UserView::from(stored)))
+}
+
+async fn delete_user(req: HttpRequest, state: web::Data<AppState>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let Some(existing) = rows::find_user(&state.db, &user).await? else {
+        return Err(ApiError::not_found(format!("user {user} not found")));
+    };
+    if existing.source == Source::Config {
+        return Err(owned_by_config("user", &existing.username));
+    }
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    rows::delete_user(&txn, &existing.id).await?;
+    audit::record(&txn, clock::now_ms(), AuditEvent { user_id: Some(existing.id.clone()), ..admin_event(&req, "user_deleted", serde_json::Value::Null) })
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(user_id = %existing.id, "user deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- keys ----
+
+async fn list_keys(state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    HttpResponse::Ok().json(serde_json::json!({
+        "store": state.keys.describe_store(),
+        "next_rotation_at": state.keys.next_rotation(now),
+        "keys": state.keys.list(now),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    immediate: bool,
+}
+
+async fn rotate_keys(req: HttpRequest, state: web::Data<AppState>, body: Option<web::Json<RotateRequest>>) -> Result<HttpResponse, ApiError> {
+    let immediate = body.map(|b| b.immediate).unwrap_or(false);
+    let now = clock::now();
+    let info = state.keys.rotate(now, immediate).await.map_err(|e| match e {
+        crate::keys::KeysError::Store(crate::keys::KeyStoreError::ReadOnly(_)) => ApiError::conflict(e.to_string()),
+        other => {
+            tracing::error!(error = "ErrKeyRotation", detail = %other, "key rotation failed");
+            ApiError::unavailable("key rotation failed; see the server log")
+        }
+    })?;
+    let _ = audit::record(&state.db, clock::now_ms(), admin_event(&req, "key_rotated", serde_json::json!({"kid": info.kid, "immediate": immediate, "active_from": info.active_from}))).await;
+    tracing::info!(kid = %info.kid, immediate, active_from = %clock::rfc3339(info.active_from), "signing key rotated: new key published");
+    Ok(HttpResponse::Created().json(info))
+}

@@ -1,0 +1,93 @@
+//! The public listener (:9000): health, discovery, JWKS.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use authplane_core::metadata::{AuthorizationServerMetadata, well_known_paths};
+
+use crate::app::AppState;
+use crate::clock;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/.well-known/oauth-authorization-server", web::route().to(fallback))
+        .route("/.well-known/openid-configuration", web::route().to(fallback))
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/.well-known/jwks.json", web::method(actix_web::http::Method::OPTIONS).to(preflight))
+        .default_service(web::to(fallback));
+}
+
+/// `{"status":"ok","time":…,"db":"ok"}`, or 503 `degraded` / `db: error`.
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let ok = state.db_healthy().await;
+    #[derive(serde::Serialize)]
+    struct Health {
+        status: &'static str,
+        time: String,
+        db: &'static str,
+    }
+    let body = Health {
+        status: if ok { "ok" } else { "degraded" },
+        time: clock::rfc3339(clock::now()),
+        db: if ok { "ok" } else { "error" },
+    };
+    let mut res = if ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    res.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+}
+
+pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
+    let cfg = state.config.load();
+    let issuer = cfg.server.issuer.clone();
+    AuthorizationServerMetadata {
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        scopes_supported: state.registry.get().scopes_supported.clone(),
+        response_types_supported: vec!["code".into()],
+        issuer,
+        ..Default::default()
+    }
+}
+
+fn with_cors(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
+/// CORS preflight for the discovery documents (browser-based MCP clients).
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "*"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let body = state.keys.jwks(clock::now());
+    with_cors(
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .content_type("application/json")
+            .body(body.to_string()),
+    )
+}
+
+/// Metadata lives at paths that depend on the issuer's path (RFC 8414 §3,
+/// OIDC discovery, and the root forms clients probe anyway), and the issuer
+/// can change on config reload, so they are matched here rather than routed.
+async fn fallback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let issuer_path = {
+        let cfg = state.config.load();
+        url::Url::parse(&cfg.server.issuer).map(|u| u.path().to_owned()).unwrap_or_default()
+    };
+    let path = req.path();
+    if path.contains("/.well-known/") && well_known_paths(&issuer_path).iter().any(|p| p == path) {
+        return match *req.method() {
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD => {
+                with_cors(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=60")).json(metadata(&state)))
+            }
+            actix_web::http::Method::OPTIONS => preflight().await,
+            _ => HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "GET, HEAD, OPTIONS")).finish(),
+        };
+    }
+    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "error_description": format!("no such endpoint: {path}")}))
+}

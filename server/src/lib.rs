@@ -1,0 +1,20 @@
+//! The AuthPlane authorization server (`authserver`).
+//!
+//! A request goes one way: `http/` (parse, call, render) → service modules
+//! (`keys/`, `registry`, later `oauth/`) → `store/`. The one place that turns a
+//! domain error into an HTTP response is [`http::error`].
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod build_info;
+pub mod cli;
+pub mod clock;
+pub mod configfile;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod password;
+pub mod random;
+pub mod registry;
+pub mod store;
+pub mod telemetry;

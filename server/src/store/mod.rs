@@ -1,0 +1,120 @@
+//! Storage: sea-orm over SQLite (default, embedded) or Postgres. Plain
+//! functions that take the connection; no SQL in handlers.
+
+pub mod audit;
+pub mod entities;
+pub mod registry;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use authplane_core::config::{DatabaseConfig, DatabaseKind};
+use authplane_migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait};
+
+pub use sea_orm::DatabaseConnection as Db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Where the database lives, for start-up lines and the SQLite health check.
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    pub kind: DatabaseKind,
+    pub redacted_url: String,
+    /// The SQLite file, when there is one (not `:memory:`).
+    pub sqlite_path: Option<PathBuf>,
+}
+
+/// The file behind a `sqlite:` URL, if any.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// Connects (creating the SQLite file and its directory on first start) and
+/// returns the connection with what is safe to log about it.
+pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
+    let url = cfg.url.expose().clone();
+    let kind = cfg.kind();
+    let info = DbInfo { kind, redacted_url: cfg.redacted_url(), sqlite_path: sqlite_path(&url) };
+    if let Some(path) = &info.sqlite_path
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(cfg.max_connections)
+        .min_connections(1)
+        .connect_timeout(cfg.connect_timeout.to_std())
+        .acquire_timeout(cfg.connect_timeout.to_std())
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL: readers never block the writer. NORMAL: a commit survives a
+            // process crash; only an OS crash or power loss can lose the last ones.
+            o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal).busy_timeout(Duration::from_secs(5))
+        });
+    let db = Database::connect(opts).await.map_err(|e| {
+        format!("cannot connect to the database at {}: {} (fix: check AUTHPLANE_DATABASE_URL / database.url and that the database is reachable)", info.redacted_url, one_line(&e.to_string()))
+    })?;
+    Ok((db, info))
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// A real write, so a read-only file system, a full disk or a lost Postgres
+/// all show up; for SQLite, also that the file is still where it should be.
+pub async fn probe(db: &Db, info: &DbInfo, now: i64, timeout: Duration) -> Result<(), String> {
+    if let Some(path) = &info.sqlite_path
+        && !path.exists()
+    {
+        return Err(format!("database file {} is missing", path.display()));
+    }
+    let write = entities::health_probe::Entity::insert(entities::health_probe::ActiveModel { id: Set(1), checked_at: Set(now) })
+        .on_conflict(OnConflict::column(entities::health_probe::Column::Id).update_column(entities::health_probe::Column::CheckedAt).to_owned())
+        .exec_without_returning(db);
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(one_line(&e.to_string())),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Maps a unique-key violation to [`StoreError::Conflict`].
+pub(crate) fn conflict_or(e: DbErr, what: impl Into<String>) -> StoreError {
+    let text = e.to_string().to_ascii_lowercase();
+    if text.contains("unique") || text.contains("duplicate") {
+        StoreError::Conflict(what.into())
+    } else {
+        StoreError::Db(e)
+    }
+}
+
+pub fn connection_is_postgres(db: &DatabaseConnection) -> bool {
+    matches!(db.get_database_backend(), sea_orm::DbBackend::Postgres)
+}
