@@ -219,6 +219,12 @@ check "the chart's ConfigMap exists" bash -c '
   [[ $("$1" -n "$2" get configmap smoke-cm -o jsonpath={.data.v}) == hello ]]' _ "$KUBECTL" "$ns"
 check "helm uninstall" helm uninstall smoke -n "$ns" --wait
 
+# ---------------------------------------------------------------- namespace deletion
+# The namespace controller must empty the namespace (custom objects included)
+# before it can go.
+check "delete namespace $ns (with a ServiceMonitor still in it)" k delete namespace "$ns" --wait=false
+check "namespace controller finishes deleting it" eventually 90 gone namespace "$ns"
+
 # ---------------------------------------------------------------- down
 if [[ "${KEEP:-0}" != 1 ]]; then
   pids="$(cat "$AUTHPLANE_CLUSTER_DIR"/pids/*.pid 2>/dev/null)"
