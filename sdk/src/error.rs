@@ -1,0 +1,142 @@
+//! Why a token was refused. Every variant has a stable [`VerifyError::err_name`]
+//! (the `error=` field of the WARN log line, listed in the guide) and maps to
+//! one HTTP answer in [`crate::challenge`].
+
+/// Why [`crate::Verifier::verify`] refused a token.
+///
+/// `Display` is the detailed reason for logs; it may quote claim values but
+/// never the token. [`VerifyError::description`] is the short, fixed text sent
+/// to the client in `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("not a compact JWS: {0}")]
+    Malformed(&'static str),
+    /// RFC 8725 §3.1: the algorithm is fixed by us, never taken from the token.
+    #[error("alg {0:?} is not accepted (only ES256)")]
+    UnsupportedAlg(String),
+    /// RFC 8725 §3.11 / RFC 9068 §4: `typ` must be `at+jwt`.
+    #[error("typ {0:?} is not at+jwt")]
+    WrongType(Option<String>),
+    /// RFC 8725 §3.10: keys come from the issuer's JWKS only.
+    #[error("header parameter {0:?} is not accepted")]
+    ForbiddenHeader(&'static str),
+    #[error("header has no kid")]
+    MissingKid,
+    #[error("kid {0:?} is not in the issuer's JWKS")]
+    UnknownKid(String),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("iss {got:?} is not the configured issuer {expected:?}")]
+    WrongIssuer { got: String, expected: String },
+    #[error("aud {got:?} does not contain this resource {expected:?}")]
+    WrongAudience { got: Vec<String>, expected: String },
+    #[error("expired at {exp} (now {now}, leeway {leeway}s)")]
+    Expired { exp: i64, now: i64, leeway: i64 },
+    #[error("not valid before {nbf} (now {now}, leeway {leeway}s)")]
+    NotYetValid { nbf: i64, now: i64, leeway: i64 },
+    #[error("issued in the future at {iat} (now {now}, leeway {leeway}s)")]
+    IssuedInFuture { iat: i64, now: i64, leeway: i64 },
+    #[error("claim {0:?} is missing or has the wrong type")]
+    MissingClaim(&'static str),
+    /// RFC 9449 §7.1: a DPoP-bound token presented as a bearer token.
+    #[error("token is DPoP-bound (cnf.jkt) but DPoP proofs are not supported by this resource")]
+    DpopBound,
+    /// No key set has ever been fetched, and fetching one failed.
+    #[error("no JWKS available: {0}")]
+    KeysUnavailable(String),
+}
+
+impl VerifyError {
+    /// The stable error name used in logs and the error catalog.
+    pub fn err_name(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "ErrMalformedToken",
+            VerifyError::UnsupportedAlg(_) => "ErrUnsupportedAlg",
+            VerifyError::WrongType(_) => "ErrWrongTokenType",
+            VerifyError::ForbiddenHeader(_) => "ErrForbiddenHeader",
+            VerifyError::MissingKid => "ErrMissingKid",
+            VerifyError::UnknownKid(_) => "ErrUnknownKid",
+            VerifyError::BadSignature => "ErrInvalidSignature",
+            VerifyError::WrongIssuer { .. } => "ErrWrongIssuer",
+            VerifyError::WrongAudience { .. } => "ErrWrongAudience",
+            VerifyError::Expired { .. } => "ErrTokenExpired",
+            VerifyError::NotYetValid { .. } => "ErrTokenNotYetValid",
+            VerifyError::IssuedInFuture { .. } => "ErrTokenIssuedInFuture",
+            VerifyError::MissingClaim(_) => "ErrMissingClaim",
+            VerifyError::DpopBound => "ErrDpopBoundToken",
+            VerifyError::KeysUnavailable(_) => "ErrJwksUnavailable",
+        }
+    }
+
+    /// The OAuth error code (RFC 6750 §3.1) the client sees.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::KeysUnavailable(_) => "temporarily_unavailable",
+            _ => "invalid_token",
+        }
+    }
+
+    /// A fixed, client-safe `error_description` (RFC 6750 §3: only
+    /// `%x20-21 / %x23-5B / %x5D-7E`, so no claim values are echoed).
+    pub fn description(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "The access token is not a well-formed JWT",
+            VerifyError::UnsupportedAlg(_) => "The access token must be signed with ES256",
+            VerifyError::WrongType(_) => "The access token must have typ at+jwt",
+            VerifyError::ForbiddenHeader(_) => "The access token header carries a key reference that is not accepted",
+            VerifyError::MissingKid => "The access token header has no kid",
+            VerifyError::UnknownKid(_) => {
+                "The access token was signed by a key the authorization server does not publish"
+            }
+            VerifyError::BadSignature => "The access token signature is invalid",
+            VerifyError::WrongIssuer { .. } => "The access token was issued by another authorization server",
+            VerifyError::WrongAudience { .. } => "The access token audience does not include this resource",
+            VerifyError::Expired { .. } => "The access token expired",
+            VerifyError::NotYetValid { .. } => "The access token is not valid yet",
+            VerifyError::IssuedInFuture { .. } => "The access token was issued in the future",
+            VerifyError::MissingClaim(_) => "The access token lacks a required claim",
+            VerifyError::DpopBound => "DPoP-bound access tokens are not accepted by this resource",
+            VerifyError::KeysUnavailable(_) => "The authorization server keys could not be fetched",
+        }
+    }
+
+    /// True when the fault is ours (or the AS's), not the token's.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, VerifyError::KeysUnavailable(_))
+    }
+}
+
+/// Why fetching the AS metadata or JWKS failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    #[error("GET {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("GET {url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: response larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+    #[error("GET {url}: not the expected JSON document: {reason}")]
+    Json { url: String, reason: String },
+    /// RFC 8414 §3.3: the metadata's `issuer` must equal the issuer it was fetched for.
+    #[error(
+        "metadata at {url} names issuer {got:?}, expected {expected:?} (check the issuer passed to the SDK and AUTHPLANE_SERVER_ISSUER)"
+    )]
+    IssuerMismatch { url: String, got: String, expected: String },
+    #[error("JWKS at {url} has no usable ES256 P-256 signing key")]
+    NoUsableKeys { url: String },
+}
+
+impl FetchError {
+    pub fn err_name(&self) -> &'static str {
+        match self {
+            FetchError::Http { .. }
+            | FetchError::Status { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Json { .. } => "ErrJwksFetch",
+            FetchError::IssuerMismatch { .. } => "ErrIssuerMismatch",
+            FetchError::NoUsableKeys { .. } => "ErrJwksEmpty",
+        }
+    }
+}
