@@ -8,7 +8,10 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = std::env::var("AUTHPLANE_GIT_COMMIT").ok().or_else(|| git(&["rev-parse", "--short=12", "HEAD"])).unwrap_or_else(|| "unknown".into());
+    let commit = std::env::var("AUTHPLANE_GIT_COMMIT")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     let date = std::env::var("AUTHPLANE_BUILD_DATE")
         .ok()
         .or_else(|| git(&["log", "-1", "--format=%cI", "HEAD"]))

@@ -565,7 +565,12 @@ impl Config {
             let key = format!("resources[{i}]");
             validate_resource(&key, r)?;
             if !seen.insert(r.resource.clone()) {
-                return Err(err(format!("{key}.resource"), Some(r.resource.as_str()), "declared twice (after canonicalisation)", "keep one entry per resource"));
+                return Err(err(
+                    format!("{key}.resource"),
+                    Some(r.resource.as_str()),
+                    "declared twice (after canonicalisation)",
+                    "keep one entry per resource",
+                ));
             }
         }
         let mut ids = HashSet::new();
@@ -573,7 +578,12 @@ impl Config {
             let key = format!("clients[{i}]");
             validate_client(&key, c, |r| seen.contains(r))?;
             if !ids.insert(c.client_id.as_str()) {
-                return Err(err(format!("{key}.client_id"), Some(&c.client_id), "declared twice", "client ids must be unique"));
+                return Err(err(
+                    format!("{key}.client_id"),
+                    Some(&c.client_id),
+                    "declared twice",
+                    "client ids must be unique",
+                ));
             }
         }
         let mut names = HashSet::new();
@@ -582,7 +592,12 @@ impl Config {
             let key = format!("users[{i}]");
             validate_user(&key, u)?;
             if !names.insert(u.username.as_str()) {
-                return Err(err(format!("{key}.username"), Some(&u.username), "declared twice", "usernames must be unique"));
+                return Err(err(
+                    format!("{key}.username"),
+                    Some(&u.username),
+                    "declared twice",
+                    "usernames must be unique",
+                ));
             }
             if !subs.insert(u.subject()) {
                 return Err(err(format!("{key}.id"), Some(u.subject()), "declared twice", "user ids must be unique"));
@@ -607,16 +622,31 @@ impl Config {
 /// The rules for one resource; `key` prefixes the field names in errors.
 pub fn validate_resource(key: &str, r: &ResourceConfig) -> Result<(), ConfigError> {
     if r.resource.is_insecure_http() {
-        return Err(err(format!("{key}.resource"), Some(r.resource.as_str()), "plain http on a non-loopback host", "use the https URI clients connect to"));
+        return Err(err(
+            format!("{key}.resource"),
+            Some(r.resource.as_str()),
+            "plain http on a non-loopback host",
+            "use the https URI clients connect to",
+        ));
     }
     if r.scopes.is_empty() {
-        return Err(err(format!("{key}.scopes"), None, "a resource needs at least one scope", "list the scopes its tools require, e.g. [tools/read]"));
+        return Err(err(
+            format!("{key}.scopes"),
+            None,
+            "a resource needs at least one scope",
+            "list the scopes its tools require, e.g. [tools/read]",
+        ));
     }
     validate_scopes(&format!("{key}.scopes"), &r.scopes)?;
     if let Some(defaults) = &r.default_scopes {
         for s in defaults {
             if !r.scopes.contains(s) {
-                return Err(err(format!("{key}.default_scopes"), Some(s), "not one of the resource's scopes", "add it to scopes or remove it here"));
+                return Err(err(
+                    format!("{key}.default_scopes"),
+                    Some(s),
+                    "not one of the resource's scopes",
+                    "add it to scopes or remove it here",
+                ));
             }
         }
     }
@@ -624,19 +654,43 @@ pub fn validate_resource(key: &str, r: &ResourceConfig) -> Result<(), ConfigErro
 }
 
 /// The rules for one client; `known_resource` says whether a resource exists.
-pub fn validate_client(key: &str, c: &ClientConfig, known_resource: impl Fn(&ResourceUri) -> bool) -> Result<(), ConfigError> {
+pub fn validate_client(
+    key: &str,
+    c: &ClientConfig,
+    known_resource: impl Fn(&ResourceUri) -> bool,
+) -> Result<(), ConfigError> {
     if !is_valid_client_id(&c.client_id) {
-        return Err(err(format!("{key}.client_id"), Some(&c.client_id), "not a valid client id", "use 1-255 printable ASCII characters without spaces"));
+        return Err(err(
+            format!("{key}.client_id"),
+            Some(&c.client_id),
+            "not a valid client id",
+            "use 1-255 printable ASCII characters without spaces",
+        ));
     }
     match (c.token_endpoint_auth_method.is_confidential(), &c.client_secret_sha256) {
         (true, None) => {
-            return Err(err(format!("{key}.client_secret_sha256"), None, "missing for a confidential client", "set the hex SHA-256 of the secret (`printf %s \"$SECRET\" | sha256sum`)"));
+            return Err(err(
+                format!("{key}.client_secret_sha256"),
+                None,
+                "missing for a confidential client",
+                "set the hex SHA-256 of the secret (`printf %s \"$SECRET\" | sha256sum`)",
+            ));
         }
         (true, Some(d)) if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            return Err(err(format!("{key}.client_secret_sha256"), Some("[redacted]"), "not a 64-character hex SHA-256 digest", "set the hex SHA-256 of the secret (`printf %s \"$SECRET\" | sha256sum`)"));
+            return Err(err(
+                format!("{key}.client_secret_sha256"),
+                Some("[redacted]"),
+                "not a 64-character hex SHA-256 digest",
+                "set the hex SHA-256 of the secret (`printf %s \"$SECRET\" | sha256sum`)",
+            ));
         }
         (false, Some(_)) => {
-            return Err(err(format!("{key}.client_secret_sha256"), Some("[redacted]"), "set on a public client (token_endpoint_auth_method: none)", "remove it, or make the client confidential with client_secret_basic"));
+            return Err(err(
+                format!("{key}.client_secret_sha256"),
+                Some("[redacted]"),
+                "set on a public client (token_endpoint_auth_method: none)",
+                "remove it, or make the client confidential with client_secret_basic",
+            ));
         }
         _ => {}
     }
@@ -644,15 +698,30 @@ pub fn validate_client(key: &str, c: &ClientConfig, known_resource: impl Fn(&Res
         return Err(err(format!("{key}.grant_types"), None, "empty", "list at least authorization_code"));
     }
     if c.grant_types.contains(&GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-        return Err(err(format!("{key}.redirect_uris"), None, "empty for a client with the authorization_code grant", "register the client's callback URI(s)"));
+        return Err(err(
+            format!("{key}.redirect_uris"),
+            None,
+            "empty for a client with the authorization_code grant",
+            "register the client's callback URI(s)",
+        ));
     }
     if c.grant_types.contains(&GrantType::ClientCredentials) && !c.token_endpoint_auth_method.is_confidential() {
-        return Err(err(format!("{key}.grant_types"), Some("client_credentials"), "needs a confidential client", "set token_endpoint_auth_method: client_secret_basic"));
+        return Err(err(
+            format!("{key}.grant_types"),
+            Some("client_credentials"),
+            "needs a confidential client",
+            "set token_endpoint_auth_method: client_secret_basic",
+        ));
     }
     validate_scopes(&format!("{key}.allowed_scopes"), &c.allowed_scopes)?;
     for r in &c.allowed_resources {
         if !known_resource(r) {
-            return Err(err(format!("{key}.allowed_resources"), Some(r.as_str()), "not a declared resource", "declare it under resources, or remove it here"));
+            return Err(err(
+                format!("{key}.allowed_resources"),
+                Some(r.as_str()),
+                "not a declared resource",
+                "declare it under resources, or remove it here",
+            ));
         }
     }
     Ok(())
@@ -661,15 +730,30 @@ pub fn validate_client(key: &str, c: &ClientConfig, known_resource: impl Fn(&Res
 /// The rules for one local user.
 pub fn validate_user(key: &str, u: &UserConfig) -> Result<(), ConfigError> {
     if u.username.trim().is_empty() || u.username.len() > 255 || u.username.chars().any(char::is_control) {
-        return Err(err(format!("{key}.username"), Some(&u.username), "empty, too long or has control characters", "use 1-255 printable characters"));
+        return Err(err(
+            format!("{key}.username"),
+            Some(&u.username),
+            "empty, too long or has control characters",
+            "use 1-255 printable characters",
+        ));
     }
     if let Some(id) = &u.id
         && !is_valid_client_id(id)
     {
-        return Err(err(format!("{key}.id"), Some(id), "not a valid user id", "use 1-255 printable ASCII characters without spaces"));
+        return Err(err(
+            format!("{key}.id"),
+            Some(id),
+            "not a valid user id",
+            "use 1-255 printable ASCII characters without spaces",
+        ));
     }
     if !u.password_hash.expose().starts_with("$argon2id$") {
-        return Err(err(format!("{key}.password_hash"), Some("[redacted]"), "not an argon2id PHC string", "generate one with `authserver util hash-password`"));
+        return Err(err(
+            format!("{key}.password_hash"),
+            Some("[redacted]"),
+            "not an argon2id PHC string",
+            "generate one with `authserver util hash-password`",
+        ));
     }
     Ok(())
 }
@@ -841,7 +925,12 @@ where
                 *section_obj = Value::Object(m);
             }
             _ => {
-                return Err(err(section, None, "must be a mapping", "write it as `section:` followed by indented keys"));
+                return Err(err(
+                    section,
+                    None,
+                    "must be a mapping",
+                    "write it as `section:` followed by indented keys",
+                ));
             }
         }
         applied.push((path, var));

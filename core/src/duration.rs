@@ -70,11 +70,11 @@ impl fmt::Display for Duration {
         let s = self.0;
         if s == 0 {
             f.write_str("0")
-        } else if s % 86_400 == 0 {
+        } else if s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")

@@ -53,17 +53,10 @@ impl RedirectUri {
             return Err(RedirectUriError::UserInfo(owned()));
         }
         match scheme {
-            "https" => {
-                if url.host_str().is_none_or(str::is_empty) {
-                    return Err(RedirectUriError::NotAbsolute(owned()));
-                }
-            }
-            "http" => {
-                if !is_loopback_http(input) {
-                    return Err(RedirectUriError::InsecureHttp(owned()));
-                }
-            }
-            // Private-use URI schemes (RFC 8252 §7.1), e.g. `cursor://…`, `com.example.app:/cb`.
+            "https" if url.host_str().is_none_or(str::is_empty) => return Err(RedirectUriError::NotAbsolute(owned())),
+            "http" if !is_loopback_http(input) => return Err(RedirectUriError::InsecureHttp(owned())),
+            // https with a host, loopback http, and private-use URI schemes
+            // (RFC 8252 §7.1), e.g. `cursor://…`, `com.example.app:/cb`.
             _ => {}
         }
         Ok(RedirectUri(input.to_owned()))
@@ -175,7 +168,8 @@ mod tests {
     #[test]
     fn registration_refuses_the_dangerous_ones() {
         use RedirectUriError::*;
-        let cases: &[(&str, fn(&RedirectUriError) -> bool)] = &[
+        type IsExpected = fn(&RedirectUriError) -> bool;
+        let cases: &[(&str, IsExpected)] = &[
             ("javascript:alert(1)", |e| matches!(e, DangerousScheme(_))),
             ("data:text/html,hi", |e| matches!(e, DangerousScheme(_))),
             ("https://app.example.com/cb#frag", |e| matches!(e, Fragment(_))),

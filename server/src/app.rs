@@ -47,7 +47,9 @@ impl AppState {
         let ok = result.is_ok();
         let was = cached.map(|(_, ok)| ok);
         match (&result, was) {
-            (Err(e), Some(true) | None) => tracing::error!(error = "ErrDatabaseUnavailable", detail = %e, db = %self.db_info.kind, "database health check failed"),
+            (Err(e), Some(true) | None) => {
+                tracing::error!(error = "ErrDatabaseUnavailable", detail = %e, db = %self.db_info.kind, "database health check failed")
+            }
             (Ok(()), Some(false)) => tracing::info!(db = %self.db_info.kind, "database reachable again"),
             _ => {}
         }
@@ -62,7 +64,9 @@ impl AppState {
 pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), String> {
     let cfg = loaded.config;
     let (db, db_info) = store::connect(&cfg.database).await?;
-    let applied = store::migrate(&db).await.map_err(|e| format!("database migration failed: {}", store::one_line(&e.to_string())))?;
+    let applied = store::migrate(&db)
+        .await
+        .map_err(|e| format!("database migration failed: {}", store::one_line(&e.to_string())))?;
     if applied > 0 {
         tracing::info!(applied, db = %db_info.kind, "migrations applied");
     }
@@ -75,9 +79,9 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         KeyStoreKind::File => KeyStore::File { dir: PathBuf::from(&cfg.signing.key_dir) },
         KeyStoreKind::Db => KeyStore::Db { db: db.clone() },
     };
-    let keys = KeyManager::open(key_store, Timings::from_config(&cfg), clock::now())
-        .await
-        .map_err(|e| format!("signing keys: {e} (fix: repair or remove the key, or check signing.key_store / signing.key_dir)"))?;
+    let keys = KeyManager::open(key_store, Timings::from_config(&cfg), clock::now()).await.map_err(|e| {
+        format!("signing keys: {e} (fix: repair or remove the key, or check signing.key_store / signing.key_dir)")
+    })?;
 
     let admin_key = configfile::admin_key(&cfg)?;
     let registry = Registry::default();
@@ -143,7 +147,9 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         "authserver started"
     );
     if state.admin_key.load().is_none() {
-        tracing::warn!("admin API is off: no admin.api_key / AUTHPLANE_ADMIN_API_KEY configured (metrics and /healthz still served)");
+        tracing::warn!(
+            "admin API is off: no admin.api_key / AUTHPLANE_ADMIN_API_KEY configured (metrics and /healthz still served)"
+        );
     }
 
     let maintenance = tokio::spawn(maintain(state.clone()));
@@ -206,13 +212,15 @@ async fn maintain(state: Arc<AppState>) {
             }
         }
 
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             state.db_healthy().await;
             if let Err(e) = state.registry.refresh(&state.db).await {
                 tracing::debug!(detail = %e, "resource refresh failed");
             }
             match state.keys.maintain(clock::now()).await {
-                Ok(Some(k)) => tracing::info!(kid = %k.kid, active_from = %clock::rfc3339(k.active_from), "signing key rotated: new key published"),
+                Ok(Some(k)) => {
+                    tracing::info!(kid = %k.kid, active_from = %clock::rfc3339(k.active_from), "signing key rotated: new key published")
+                }
                 Ok(None) => {}
                 Err(crate::keys::KeysError::Store(crate::keys::KeyStoreError::ReadOnly(dir))) => {
                     if state.keys.first_read_only_warning() {
@@ -246,7 +254,9 @@ pub async fn reload_config(state: &AppState) {
         || new.signing.key_dir != old.signing.key_dir
         || new.log.format != old.log.format
     {
-        tracing::warn!("config changed listeners, database, key store or log format: those take effect after a restart");
+        tracing::warn!(
+            "config changed listeners, database, key store or log format: those take effect after a restart"
+        );
     }
     let admin_key = match configfile::admin_key(&new) {
         Ok(k) => k,

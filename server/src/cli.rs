@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 #[derive(Parser, Debug)]
-#[command(name = "authserver", about = "AuthPlane: an OAuth 2.1 authorization server for MCP servers", disable_version_flag = true)]
+#[command(
+    name = "authserver",
+    about = "AuthPlane: an OAuth 2.1 authorization server for MCP servers",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Config file (YAML); `AUTHPLANE_<SECTION>_<KEY>` variables override it.
     #[arg(long, short = 'c', global = true, env = "AUTHPLANE_CONFIG")]
@@ -178,14 +182,25 @@ pub enum UserCommand {
 
 /// Runs an `admin` command; returns what to print.
 pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
-    let key = std::env::var("AUTHPLANE_ADMIN_API_KEY").map_err(|_| "set AUTHPLANE_ADMIN_API_KEY to the server's admin API key".to_owned())?;
+    let key = std::env::var("AUTHPLANE_ADMIN_API_KEY")
+        .map_err(|_| "set AUTHPLANE_ADMIN_API_KEY to the server's admin API key".to_owned())?;
     let api = AdminClient { base: args.url.trim_end_matches('/').to_owned(), key, http: reqwest::Client::new() };
     let out = args.output;
     match args.command {
         AdminCommand::Resource { command } => match command {
             ResourceCommand::List => {
                 let v = api.get("/admin/resources", &[]).await?;
-                Ok(render(out, &v, &[("RESOURCE", "resource"), ("SCOPES", "scopes"), ("DEFAULT", "default_scopes"), ("SOURCE", "source"), ("NAME", "name")]))
+                Ok(render(
+                    out,
+                    &v,
+                    &[
+                        ("RESOURCE", "resource"),
+                        ("SCOPES", "scopes"),
+                        ("DEFAULT", "default_scopes"),
+                        ("SOURCE", "source"),
+                        ("NAME", "name"),
+                    ],
+                ))
             }
             ResourceCommand::Create { resource, scopes, default_scopes, name } => {
                 let mut body = serde_json::json!({"resource": resource, "scopes": scopes});
@@ -206,9 +221,27 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
         AdminCommand::Client { command } => match command {
             ClientCommand::List => {
                 let v = api.get("/admin/clients", &[]).await?;
-                Ok(render(out, &v, &[("CLIENT_ID", "client_id"), ("NAME", "client_name"), ("AUTH", "token_endpoint_auth_method"), ("GRANTS", "grant_types"), ("SOURCE", "source")]))
+                Ok(render(
+                    out,
+                    &v,
+                    &[
+                        ("CLIENT_ID", "client_id"),
+                        ("NAME", "client_name"),
+                        ("AUTH", "token_endpoint_auth_method"),
+                        ("GRANTS", "grant_types"),
+                        ("SOURCE", "source"),
+                    ],
+                ))
             }
-            ClientCommand::Create { client_id, name, auth_method, redirect_uris, grant_types, allowed_resources, allowed_scopes } => {
+            ClientCommand::Create {
+                client_id,
+                name,
+                auth_method,
+                redirect_uris,
+                grant_types,
+                allowed_resources,
+                allowed_scopes,
+            } => {
                 let mut body = serde_json::json!({
                     "token_endpoint_auth_method": auth_method,
                     "redirect_uris": redirect_uris,
@@ -232,7 +265,8 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
                 Ok(render_one(out, &v, &text))
             }
             ClientCommand::Delete { client_id } => {
-                api.send(reqwest::Method::DELETE, &format!("/admin/clients/{}", urlencode(&client_id)), &[], None).await?;
+                api.send(reqwest::Method::DELETE, &format!("/admin/clients/{}", urlencode(&client_id)), &[], None)
+                    .await?;
                 Ok(render_one(out, &serde_json::json!({"deleted": client_id}), &format!("client {client_id} deleted")))
             }
         },
@@ -244,14 +278,22 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
             UserCommand::Create { username, password_stdin, id, email, name } => {
                 let password = if password_stdin {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
                     s.trim_end_matches(['\n', '\r']).to_owned()
                 } else {
-                    std::env::var("AUTHPLANE_USER_PASSWORD").map_err(|_| "give the password on stdin with --password-stdin, or in AUTHPLANE_USER_PASSWORD".to_owned())?
+                    std::env::var("AUTHPLANE_USER_PASSWORD").map_err(|_| {
+                        "give the password on stdin with --password-stdin, or in AUTHPLANE_USER_PASSWORD".to_owned()
+                    })?
                 };
                 let body = serde_json::json!({"username": username, "password": password, "id": id, "email": email, "name": name});
                 let v = api.send(reqwest::Method::POST, "/admin/users", &[], Some(body)).await?;
-                Ok(render_one(out, &v, &format!("user {} created with id {}", username, v["id"].as_str().unwrap_or_default())))
+                Ok(render_one(
+                    out,
+                    &v,
+                    &format!("user {} created with id {}", username, v["id"].as_str().unwrap_or_default()),
+                ))
             }
             UserCommand::Delete { user } => {
                 api.send(reqwest::Method::DELETE, &format!("/admin/users/{}", urlencode(&user)), &[], None).await?;
@@ -276,7 +318,13 @@ impl AdminClient {
         self.send(reqwest::Method::GET, path, query, None).await
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<Value, String> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.key).query(query);
         if let Some(b) = body {
@@ -285,7 +333,11 @@ impl AdminClient {
         let res = req.send().await.map_err(|e| format!("cannot reach the admin API at {}: {e}", self.base))?;
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
-        let v: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text.clone())) };
+        let v: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
         if status.is_success() {
             Ok(v)
         } else {
@@ -310,7 +362,10 @@ pub fn render(out: Output, v: &Value, cols: &[(&str, &str)]) -> String {
     if out == Output::Json {
         return serde_json::to_string_pretty(v).unwrap_or_default();
     }
-    let rows: Vec<Vec<String>> = v.as_array().map(|a| a.iter().map(|r| cols.iter().map(|(_, f)| cell(&r[*f])).collect()).collect()).unwrap_or_default();
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| a.iter().map(|r| cols.iter().map(|(_, f)| cell(&r[*f])).collect()).collect())
+        .unwrap_or_default();
     let mut widths: Vec<usize> = cols.iter().map(|(h, _)| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -318,7 +373,14 @@ pub fn render(out: Output, v: &Value, cols: &[(&str, &str)]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
     };
     let mut text = line(cols.iter().map(|(h, _)| (*h).to_owned()).collect());
     for r in rows {

@@ -16,7 +16,10 @@ pub fn now_ms() -> i64 {
 
 /// `2026-07-01T00:00:00Z` for Unix seconds.
 pub fn rfc3339(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| secs.to_string())
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.

@@ -4,16 +4,19 @@
 
 use std::path::{Path, PathBuf};
 
-use authplane_core::config::{Config, Loaded};
 use authplane_core::Secret;
+use authplane_core::config::{Config, Loaded};
 
 pub fn load(path: Option<&Path>) -> Result<Loaded, String> {
     let text = match path {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read config file {}: {e}", p.display()))?)
+        }
         None => None,
     };
     let name = path.map(|p| p.display().to_string()).unwrap_or_default();
-    Config::load(text.as_deref().map(|t| (name.as_str(), t)), std::env::vars()).map_err(|e| format!("invalid configuration: {e}"))
+    Config::load(text.as_deref().map(|t| (name.as_str(), t)), std::env::vars())
+        .map_err(|e| format!("invalid configuration: {e}"))
 }
 
 /// A digest of the file's bytes; `None` when unreadable.
@@ -31,7 +34,9 @@ pub fn admin_key(cfg: &Config) -> Result<Option<Secret<String>>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("admin.api_key_file = {file:?}: cannot read: {e}"))?;
     let key = text.trim().to_owned();
     if key.len() < 16 {
-        return Err(format!("admin.api_key_file = {file:?}: the key is shorter than 16 characters (fix: use a long random key, e.g. `openssl rand -hex 32`)"));
+        return Err(format!(
+            "admin.api_key_file = {file:?}: the key is shorter than 16 characters (fix: use a long random key, e.g. `openssl rand -hex 32`)"
+        ));
     }
     Ok(Some(Secret::new(key)))
 }

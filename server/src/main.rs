@@ -25,7 +25,12 @@ fn run(cli: Cli) -> Result<(), String> {
     let config_path = cli.config.clone();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Version => {
-            println!("authserver {} (commit {}, built {})", build_info::VERSION, build_info::GIT_COMMIT, build_info::BUILD_DATE);
+            println!(
+                "authserver {} (commit {}, built {})",
+                build_info::VERSION,
+                build_info::GIT_COMMIT,
+                build_info::BUILD_DATE
+            );
             Ok(())
         }
         Command::Serve => {
@@ -57,7 +62,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let loaded = configfile::load(config_path.as_deref())?;
             runtime()?.block_on(async {
                 let (db, info) = store::connect(&loaded.config.database).await?;
-                let n = store::migrate(&db).await.map_err(|e| format!("migration failed: {}", store::one_line(&e.to_string())))?;
+                let n = store::migrate(&db)
+                    .await
+                    .map_err(|e| format!("migration failed: {}", store::one_line(&e.to_string())))?;
                 println!("{n} migration(s) applied to {} ({})", info.redacted_url, info.kind);
                 Ok(())
             })
@@ -80,7 +87,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     }
                 };
                 let now = clock::now();
-                let keys = KeyManager::open(store, Timings::from_config(&cfg), now).await.map_err(|e| format!("signing keys: {e}"))?;
+                let keys = KeyManager::open(store, Timings::from_config(&cfg), now)
+                    .await
+                    .map_err(|e| format!("signing keys: {e}"))?;
                 match command {
                     KeysCommand::List { output } => {
                         let list = keys.list(now);
@@ -101,7 +110,17 @@ fn run(cli: Cli) -> Result<(), String> {
                                 .collect();
                             println!(
                                 "{}",
-                                cli::render(Output::Table, &serde_json::Value::Array(rows), &[("KID", "kid"), ("PHASE", "phase"), ("CREATED", "created"), ("ACTIVE_FROM", "active_from"), ("RETIRES", "retires")])
+                                cli::render(
+                                    Output::Table,
+                                    &serde_json::Value::Array(rows),
+                                    &[
+                                        ("KID", "kid"),
+                                        ("PHASE", "phase"),
+                                        ("CREATED", "created"),
+                                        ("ACTIVE_FROM", "active_from"),
+                                        ("RETIRES", "retires")
+                                    ]
+                                )
                             );
                             if let Some(at) = keys.next_rotation(now) {
                                 println!("next automatic rotation: {}", clock::rfc3339(at));
@@ -115,7 +134,11 @@ fn run(cli: Cli) -> Result<(), String> {
                             "published {} (signs from {}){}",
                             k.kid,
                             clock::rfc3339(k.active_from),
-                            if pruned.is_empty() { String::new() } else { format!("; removed retired {}", pruned.join(", ")) }
+                            if pruned.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; removed retired {}", pruned.join(", "))
+                            }
                         );
                     }
                 }
@@ -136,5 +159,8 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

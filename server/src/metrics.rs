@@ -40,6 +40,27 @@ struct BuildLabels {
     commit: &'static str,
 }
 
+/// Stable `reason` values of `authserver_auth_denied_total` (docs/reference/errors.md).
+pub const DENIAL_REASONS: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "invalid_pkce",
+    "code_replay",
+    "refresh_reuse",
+    "redirect_uri_mismatch",
+    "invalid_target",
+    "invalid_scope",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "access_denied",
+    "login_failed",
+];
+
+/// Stable `reason` values of `authplane_dpop_proofs_rejected_total`.
+pub const DPOP_REJECTION_REASONS: &[&str] =
+    &["invalid_proof", "replay", "htu_mismatch", "htm_mismatch", "iat_window", "unsupported_alg"];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -65,23 +86,57 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register("authplane_http_requests", "HTTP requests by listener, method, route and status", http_requests.clone());
+        registry.register(
+            "authplane_http_requests",
+            "HTTP requests by listener, method, route and status",
+            http_requests.clone(),
+        );
         let http_duration: HistogramFamily<HttpLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register("authplane_http_request_duration_seconds", "HTTP request duration by listener, method, route and status", http_duration.clone());
+        registry.register(
+            "authplane_http_request_duration_seconds",
+            "HTTP request duration by listener, method, route and status",
+            http_duration.clone(),
+        );
         let tokens_issued = Family::<GrantLabels, Counter>::default();
         registry.register("authserver_tokens_issued", "Access tokens issued, by grant type", tokens_issued.clone());
         let auth_denied = Family::<ReasonLabels, Counter>::default();
-        registry.register("authserver_auth_denied", "Authorization and token requests denied, by reason", auth_denied.clone());
+        registry.register(
+            "authserver_auth_denied",
+            "Authorization and token requests denied, by reason",
+            auth_denied.clone(),
+        );
         let dpop_validated = Counter::default();
         registry.register("authplane_dpop_proofs_validated", "DPoP proofs accepted", dpop_validated.clone());
         let dpop_rejected = Family::<ReasonLabels, Counter>::default();
         registry.register("authplane_dpop_proofs_rejected", "DPoP proofs rejected, by reason", dpop_rejected.clone());
         let upstream_refresh = Family::<OutcomeLabels, Counter>::default();
-        registry.register("authplane_upstream_token_refresh", "Upstream (broker) token refreshes, by outcome", upstream_refresh.clone());
+        registry.register(
+            "authplane_upstream_token_refresh",
+            "Upstream (broker) token refreshes, by outcome",
+            upstream_refresh.clone(),
+        );
         let db_up = Gauge::default();
         registry.register("authplane_db_up", "1 when the last database health probe succeeded", db_up.clone());
         let key_reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register("authplane_signing_key_reloads", "Signing-key store reloads, by outcome", key_reloads.clone());
+        registry.register(
+            "authplane_signing_key_reloads",
+            "Signing-key store reloads, by outcome",
+            key_reloads.clone(),
+        );
+        // Known label values start at 0 so that every series exists from the
+        // first scrape (rate() and alerts need it; so does the checklist's grep).
+        for grant_type in ["authorization_code", "refresh_token", "client_credentials"] {
+            let _ = tokens_issued.get_or_create(&GrantLabels { grant_type });
+        }
+        for reason in DENIAL_REASONS {
+            let _ = auth_denied.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in DPOP_REJECTION_REASONS {
+            let _ = dpop_rejected.get_or_create(&ReasonLabels { reason });
+        }
+        for outcome in ["success", "failed"] {
+            let _ = upstream_refresh.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register_collector(Box::new(StaticCollector));
         registry.register_collector(Box::new(ProcessCollector));
         Arc::new(Metrics {
@@ -118,7 +173,8 @@ impl Collector for StaticCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let g = ConstGauge::new(1i64);
         let labels = BuildLabels { version: crate::build_info::VERSION, commit: crate::build_info::GIT_COMMIT };
-        let mut family = encoder.encode_descriptor("authplane_build_info", "Build information", None, g.metric_type())?;
+        let mut family =
+            encoder.encode_descriptor("authplane_build_info", "Build information", None, g.metric_type())?;
         g.encode(family.encode_family(&labels)?)?;
         Ok(())
     }
@@ -150,7 +206,12 @@ impl Collector for ProcessCollector {
         let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0);
 
         let c = ConstCounter::new(cpu);
-        c.encode(encoder.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, c.metric_type())?)?;
+        c.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            c.metric_type(),
+        )?)?;
         for (name, help, v) in [
             ("process_resident_memory_bytes", "Resident memory size in bytes", rss),
             ("process_virtual_memory_bytes", "Virtual memory size in bytes", vsize),
@@ -160,7 +221,12 @@ impl Collector for ProcessCollector {
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         let g = ConstGauge::new(btime + start_ticks / CLOCK_TICKS);
-        g.encode(encoder.encode_descriptor("process_start_time_seconds", "Start time of the process since unix epoch in seconds", None, g.metric_type())?)?;
+        g.encode(encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            None,
+            g.metric_type(),
+        )?)?;
         Ok(())
     }
 }

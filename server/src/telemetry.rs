@@ -21,10 +21,10 @@ pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 /// Installs the global subscriber. Noisy dependencies are held at `warn`
 /// unless the level string names them.
 pub fn init(level: &str, format: LogFormat) -> LogGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
-    let directives = format!("warn,authplane_server={level},authserver={level},{level_tail}", level_tail = tail_directives(level));
+    let (writer, guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stdout());
+    let directives =
+        format!("warn,authplane_server={level},authserver={level},{level_tail}", level_tail = tail_directives(level));
     let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::registry().with(filter).with(LogLayer { format, writer }).try_init();
     LogGuard(guard)
@@ -136,9 +136,8 @@ where
                 }
             }
         }
-        let time = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let time =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let level = level_str(*event.metadata().level());
         let msg = ev.message.unwrap_or_default();
         let line = match self.format {
@@ -250,9 +249,16 @@ mod tests {
             "T",
             "ERROR",
             "token issuance failed",
-            &[("error", Val::Str("ErrInvalidPKCE".into())), ("n", Val::U64(3)), ("note", Val::Str("a \"b\"\nc".into()))],
+            &[
+                ("error", Val::Str("ErrInvalidPKCE".into())),
+                ("n", Val::U64(3)),
+                ("note", Val::Str("a \"b\"\nc".into())),
+            ],
         );
-        assert_eq!(line, "time=T level=ERROR msg=\"token issuance failed\" error=ErrInvalidPKCE n=3 note=\"a \\\"b\\\"\\nc\"\n");
+        assert_eq!(
+            line,
+            "time=T level=ERROR msg=\"token issuance failed\" error=ErrInvalidPKCE n=3 note=\"a \\\"b\\\"\\nc\"\n"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ where
     };
     let key = state.admin_key.load();
     let Some(key) = key.as_ref() else {
-        let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "admin_api_disabled", "the admin API is off: set admin.api_key or AUTHPLANE_ADMIN_API_KEY on the server");
+        let e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "admin_api_disabled",
+            "the admin API is off: set admin.api_key or AUTHPLANE_ADMIN_API_KEY on the server",
+        );
         return Either::Right(ready(Ok(req.error_response(e))));
     };
     let presented = req
@@ -130,15 +134,26 @@ async fn get_resource(state: web::Data<AppState>, q: web::Query<ResourceQuery>) 
     }
 }
 
-async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body: web::Json<ResourceConfig>) -> Result<HttpResponse, ApiError> {
+async fn create_resource(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<ResourceConfig>,
+) -> Result<HttpResponse, ApiError> {
     let r = body.into_inner();
     validate_resource("resource", &r)?;
     let now = clock::now();
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::insert_resource(&txn, &r, Source::Admin, now).await?;
-    audit::record(&txn, clock::now_ms(), AuditEvent { resource: Some(r.resource.to_string()), ..admin_event(&req, "resource_created", serde_json::json!({"scopes": r.scopes})) })
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    audit::record(
+        &txn,
+        clock::now_ms(),
+        AuditEvent {
+            resource: Some(r.resource.to_string()),
+            ..admin_event(&req, "resource_created", serde_json::json!({"scopes": r.scopes}))
+        },
+    )
+    .await
+    .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     state.registry.refresh(&state.db).await?;
     tracing::info!(resource = %r.resource, "resource created");
@@ -146,7 +161,11 @@ async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body: web
     Ok(HttpResponse::Created().json(stored))
 }
 
-async fn delete_resource(req: HttpRequest, state: web::Data<AppState>, q: web::Query<ResourceQuery>) -> Result<HttpResponse, ApiError> {
+async fn delete_resource(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<ResourceQuery>,
+) -> Result<HttpResponse, ApiError> {
     let uri = parse_resource(&q)?;
     let Some(existing) = rows::get_resource(&state.db, &uri).await? else {
         return Err(ApiError::not_found(format!("resource {uri} not found")));
@@ -156,9 +175,16 @@ async fn delete_resource(req: HttpRequest, state: web::Data<AppState>, q: web::Q
     }
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_resource(&txn, &uri).await?;
-    audit::record(&txn, clock::now_ms(), AuditEvent { resource: Some(uri.to_string()), ..admin_event(&req, "resource_deleted", serde_json::Value::Null) })
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    audit::record(
+        &txn,
+        clock::now_ms(),
+        AuditEvent {
+            resource: Some(uri.to_string()),
+            ..admin_event(&req, "resource_deleted", serde_json::Value::Null)
+        },
+    )
+    .await
+    .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     state.registry.refresh(&state.db).await?;
     tracing::info!(resource = %uri, "resource deleted");
@@ -204,7 +230,11 @@ async fn get_client(state: web::Data<AppState>, id: web::Path<String>) -> Result
     }
 }
 
-async fn create_client(req: HttpRequest, state: web::Data<AppState>, body: web::Json<CreateClient>) -> Result<HttpResponse, ApiError> {
+async fn create_client(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<CreateClient>,
+) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let redirect_uris = b
         .redirect_uris
@@ -241,10 +271,16 @@ async fn create_client(req: HttpRequest, state: web::Data<AppState>, body: web::
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(client_id = %client.client_id, "client created");
     let stored = rows::get_client(&state.db, &client.client_id).await?.ok_or_else(ApiError::internal)?;
-    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(CreatedClient { client: stored, client_secret: secret }))
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(CreatedClient { client: stored, client_secret: secret }))
 }
 
-async fn delete_client(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_client(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let Some(existing) = rows::get_client(&state.db, &id).await? else {
         return Err(ApiError::not_found(format!("client {id} not found")));
     };
@@ -253,9 +289,13 @@ async fn delete_client(req: HttpRequest, state: web::Data<AppState>, id: web::Pa
     }
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_client(&txn, &id).await?;
-    audit::record(&txn, clock::now_ms(), AuditEvent { client_id: Some(id.to_string()), ..admin_event(&req, "client_deleted", serde_json::Value::Null) })
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    audit::record(
+        &txn,
+        clock::now_ms(),
+        AuditEvent { client_id: Some(id.to_string()), ..admin_event(&req, "client_deleted", serde_json::Value::Null) },
+    )
+    .await
+    .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(client_id = %id, "client deleted");
     Ok(HttpResponse::NoContent().finish())
@@ -287,7 +327,14 @@ struct UserView {
 
 impl From<StoredUser> for UserView {
     fn from(u: StoredUser) -> Self {
-        UserView { id: u.id, username: u.username, email: u.email, name: u.name, source: u.source, created_at: u.created_at }
+        UserView {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            name: u.name,
+            source: u.source,
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -303,7 +350,11 @@ async fn get_user(state: web::Data<AppState>, user: web::Path<String>) -> Result
     }
 }
 
-async fn create_user(req: HttpRequest, state: web::Data<AppState>, body: web::Json<CreateUser>) -> Result<HttpResponse, ApiError> {
+async fn create_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     if b.password.expose().chars().count() < 8 {
         return Err(ApiError::bad_request("user.password: shorter than 8 characters"));
@@ -313,7 +364,10 @@ async fn create_user(req: HttpRequest, state: web::Data<AppState>, body: web::Js
     }
     // argon2 is deliberately slow: keep it off the async workers.
     let pw = b.password.clone();
-    let hash = web::block(move || password::hash(pw.expose())).await.map_err(|_| ApiError::internal())?.map_err(|_| ApiError::internal())?;
+    let hash = web::block(move || password::hash(pw.expose()))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())?;
     let user = UserConfig {
         username: b.username,
         id: Some(b.id.unwrap_or_else(|| random::id("u_"))),
@@ -324,16 +378,27 @@ async fn create_user(req: HttpRequest, state: web::Data<AppState>, body: web::Js
     validate_user("user", &user)?;
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::insert_user(&txn, &user, Source::Admin, clock::now()).await?;
-    audit::record(&txn, clock::now_ms(), AuditEvent { user_id: Some(user.subject().to_owned()), ..admin_event(&req, "user_created", serde_json::json!({"username": user.username})) })
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    audit::record(
+        &txn,
+        clock::now_ms(),
+        AuditEvent {
+            user_id: Some(user.subject().to_owned()),
+            ..admin_event(&req, "user_created", serde_json::json!({"username": user.username}))
+        },
+    )
+    .await
+    .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(user_id = %user.subject(), "user created");
     let stored = rows::find_user(&state.db, user.subject()).await?.ok_or_else(ApiError::internal)?;
     Ok(HttpResponse::Created().json(UserView::from(stored)))
 }
 
-async fn delete_user(req: HttpRequest, state: web::Data<AppState>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let Some(existing) = rows::find_user(&state.db, &user).await? else {
         return Err(ApiError::not_found(format!("user {user} not found")));
     };
@@ -342,9 +407,13 @@ async fn delete_user(req: HttpRequest, state: web::Data<AppState>, user: web::Pa
     }
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_user(&txn, &existing.id).await?;
-    audit::record(&txn, clock::now_ms(), AuditEvent { user_id: Some(existing.id.clone()), ..admin_event(&req, "user_deleted", serde_json::Value::Null) })
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    audit::record(
+        &txn,
+        clock::now_ms(),
+        AuditEvent { user_id: Some(existing.id.clone()), ..admin_event(&req, "user_deleted", serde_json::Value::Null) },
+    )
+    .await
+    .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(user_id = %existing.id, "user deleted");
     Ok(HttpResponse::NoContent().finish())
@@ -368,7 +437,11 @@ struct RotateRequest {
     immediate: bool,
 }
 
-async fn rotate_keys(req: HttpRequest, state: web::Data<AppState>, body: Option<web::Json<RotateRequest>>) -> Result<HttpResponse, ApiError> {
+async fn rotate_keys(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: Option<web::Json<RotateRequest>>,
+) -> Result<HttpResponse, ApiError> {
     let immediate = body.map(|b| b.immediate).unwrap_or(false);
     let now = clock::now();
     let info = state.keys.rotate(now, immediate).await.map_err(|e| match e {
@@ -378,7 +451,16 @@ async fn rotate_keys(req: HttpRequest, state: web::Data<AppState>, body: Option<
             ApiError::unavailable("key rotation failed; see the server log")
         }
     })?;
-    let _ = audit::record(&state.db, clock::now_ms(), admin_event(&req, "key_rotated", serde_json::json!({"kid": info.kid, "immediate": immediate, "active_from": info.active_from}))).await;
+    let _ = audit::record(
+        &state.db,
+        clock::now_ms(),
+        admin_event(
+            &req,
+            "key_rotated",
+            serde_json::json!({"kid": info.kid, "immediate": immediate, "active_from": info.active_from}),
+        ),
+    )
+    .await;
     tracing::info!(kid = %info.kid, immediate, active_from = %clock::rfc3339(info.active_from), "signing key rotated: new key published");
     Ok(HttpResponse::Created().json(info))
 }

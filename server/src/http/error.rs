@@ -32,7 +32,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid admin API key (Authorization: Bearer $AUTHPLANE_ADMIN_API_KEY)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid admin API key (Authorization: Bearer $AUTHPLANE_ADMIN_API_KEY)",
+        )
     }
 
     pub fn unavailable(description: impl Into<String>) -> Self {
@@ -40,7 +44,11 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error; see the server log for this request_id")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error; see the server log for this request_id",
+        )
     }
 }
 
@@ -95,7 +103,11 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
         J::OverflowKnownLength { .. } | J::Overflow { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body larger than 64 KiB")
         }
-        J::ContentType => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", "expected Content-Type: application/json"),
+        J::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "expected Content-Type: application/json",
+        ),
         J::Deserialize(e) => ApiError::bad_request(format!("invalid JSON body: {e}")),
         other => ApiError::bad_request(format!("invalid JSON body: {other}")),
     };

@@ -31,7 +31,9 @@ fn request_id(req: &ServiceRequest) -> String {
     req.headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .filter(|s| {
+            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| crate::random::id("r_"))
 }
@@ -62,7 +64,11 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn call<S, B>(&self, req: ServiceRequest, srv: &S) -> impl Future<Output = Result<ServiceResponse<B>, Error>> + use<S, B>
+    pub fn call<S, B>(
+        &self,
+        req: ServiceRequest,
+        srv: &S,
+    ) -> impl Future<Output = Result<ServiceResponse<B>, Error>> + use<S, B>
     where
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     {
@@ -72,7 +78,11 @@ impl Observer {
         let (trace_id, flags) = incoming.unwrap_or_else(|| (crate::random::hex_id::<16>(), "01".to_owned()));
         let span_id = crate::random::hex_id::<8>();
         let span = tracing::info_span!("request", request_id = %rid, trace_id = %trace_id, span_id = %span_id);
-        req.extensions_mut().insert(RequestContext { request_id: rid.clone(), trace_id: trace_id.clone(), span_id: span_id.clone() });
+        req.extensions_mut().insert(RequestContext {
+            request_id: rid.clone(),
+            trace_id: trace_id.clone(),
+            span_id: span_id.clone(),
+        });
         let method = req.method().as_str().to_owned();
         let path = req.path().to_owned();
         // Enter the span for the synchronous part of the call too, so that

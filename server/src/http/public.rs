@@ -82,12 +82,13 @@ async fn fallback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     let path = req.path();
     if path.contains("/.well-known/") && well_known_paths(&issuer_path).iter().any(|p| p == path) {
         return match *req.method() {
-            actix_web::http::Method::GET | actix_web::http::Method::HEAD => {
-                with_cors(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=60")).json(metadata(&state)))
-            }
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD => with_cors(
+                HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=60")).json(metadata(&state)),
+            ),
             actix_web::http::Method::OPTIONS => preflight().await,
             _ => HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "GET, HEAD, OPTIONS")).finish(),
         };
     }
-    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found", "error_description": format!("no such endpoint: {path}")}))
+    HttpResponse::NotFound()
+        .json(serde_json::json!({"error": "not_found", "error_description": format!("no such endpoint: {path}")}))
 }

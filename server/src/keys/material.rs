@@ -40,7 +40,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("active_from", &self.active_from).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("active_from", &self.active_from)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,7 +107,8 @@ impl SigningKey {
             return Err(KeyError::Alg(origin.into(), f.alg.clone()));
         }
         let der = pem_decode(f.private_key_pem.expose()).ok_or_else(|| KeyError::Pem(origin.into()))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).map_err(|_| KeyError::NotP256(origin.into()))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .map_err(|_| KeyError::NotP256(origin.into()))?;
         let (x, y) = coords(&pair);
         let kid = thumbprint(&x, &y);
         if kid != f.kid {
@@ -145,7 +149,8 @@ mod tests {
 
         let jws = k.sign_compact("at+jwt", br#"{"sub":"u"}"#).unwrap();
         let jwk = k.public_jwk();
-        let key = jsonwebtoken::DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap()).unwrap();
+        let key = jsonwebtoken::DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.required_spec_claims.clear();
         v.validate_exp = false;

@@ -42,7 +42,10 @@ pub struct KeySet {
 
 impl KeySet {
     fn times(&self) -> Vec<KeyTimes<'_>> {
-        self.keys.iter().map(|k| KeyTimes { kid: &k.kid, created_at: k.created_at, active_from: k.active_from }).collect()
+        self.keys
+            .iter()
+            .map(|k| KeyTimes { kid: &k.kid, created_at: k.created_at, active_from: k.active_from })
+            .collect()
     }
 
     pub fn states(&self, now: i64, retire_after: i64) -> Vec<KeyState> {
@@ -148,7 +151,14 @@ impl KeyManager {
             .into_iter()
             .filter_map(|s| {
                 let k = set.keys.iter().find(|k| k.kid == s.kid)?;
-                Some(KeyInfo { kid: s.kid, alg: "ES256", phase: s.phase, created_at: k.created_at, active_from: k.active_from, retires_at: s.retires_at })
+                Some(KeyInfo {
+                    kid: s.kid,
+                    alg: "ES256",
+                    phase: s.phase,
+                    created_at: k.created_at,
+                    active_from: k.active_from,
+                    retires_at: s.retires_at,
+                })
             })
             .collect();
         out.sort_by_key(|k| std::cmp::Reverse(k.active_from));
@@ -159,7 +169,10 @@ impl KeyManager {
     pub async fn reload(&self) -> Result<bool, KeysError> {
         let set = load_set(&self.store).await?;
         if set.keys.is_empty() {
-            return Err(KeysError::Store(KeyStoreError::Parse(self.store.describe(), "no keys left; keeping the last good set".into())));
+            return Err(KeysError::Store(KeyStoreError::Parse(
+                self.store.describe(),
+                "no keys left; keeping the last good set".into(),
+            )));
         }
         let old = self.set.load();
         let changed = old.keys.len() != set.keys.len()
@@ -187,11 +200,25 @@ impl KeyManager {
     /// once with `immediate`, for a suspected compromise).
     pub async fn rotate(&self, now: i64, immediate: bool) -> Result<KeyInfo, KeysError> {
         let t = self.timings();
-        let active_from = if immediate { now } else { now + t.publish_ahead };
+        // Times are whole seconds: an immediate key that would start in the
+        // same second as the current one starts one second later instead of tying.
+        let current_started_now = self.set.load().keys.iter().any(|k| k.active_from == now);
+        let active_from = match (immediate, current_started_now) {
+            (true, false) => now,
+            (true, true) => now + 1,
+            (false, _) => now + t.publish_ahead,
+        };
         let (_, file) = SigningKey::generate(now, active_from)?;
         self.store.insert(&file).await?;
         self.reload().await?;
-        Ok(KeyInfo { kid: file.kid, alg: "ES256", phase: if immediate { KeyPhase::Current } else { KeyPhase::Next }, created_at: now, active_from, retires_at: None })
+        Ok(KeyInfo {
+            kid: file.kid,
+            alg: "ES256",
+            phase: if active_from <= now { KeyPhase::Current } else { KeyPhase::Next },
+            created_at: now,
+            active_from,
+            retires_at: None,
+        })
     }
 
     /// Phase 3 housekeeping: deletes retired keys from the store.

@@ -18,7 +18,9 @@ pub enum KeyStoreError {
     Parse(String, String),
     #[error("signing_keys table: {0}")]
     Db(#[from] sea_orm::DbErr),
-    #[error("key directory {0} is read-only (a mounted Secret?): rotate keys where the Secret is managed, e.g. by the operator")]
+    #[error(
+        "key directory {0} is read-only (a mounted Secret?): rotate keys where the Secret is managed, e.g. by the operator"
+    )]
     ReadOnly(String),
 }
 
@@ -122,7 +124,12 @@ impl KeyStore {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Ok(meta) = std::fs::metadata(e.path()) {
-                    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+                    let mtime = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
                     parts.push(format!("{name}:{}:{mtime}", meta.len()));
                 }
             }
@@ -165,7 +172,11 @@ fn write_atomically(dir: &Path, name: &str, key: &SigningKeyFile) -> Result<(), 
     let text = serde_json::to_string_pretty(key).map_err(|e| KeyStoreError::Parse(name.into(), e.to_string()))?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let map = |e: std::io::Error| {
-        if is_read_only(&e) { KeyStoreError::ReadOnly(dir.display().to_string()) } else { KeyStoreError::Io(dir.display().to_string(), e) }
+        if is_read_only(&e) {
+            KeyStoreError::ReadOnly(dir.display().to_string())
+        } else {
+            KeyStoreError::Io(dir.display().to_string(), e)
+        }
     };
     {
         use std::io::Write;

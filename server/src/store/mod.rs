@@ -56,7 +56,8 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
         && let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
     }
     let mut opts = ConnectOptions::new(url);
     opts.max_connections(cfg.max_connections)
@@ -68,7 +69,9 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL: readers never block the writer. NORMAL: a commit survives a
             // process crash; only an OS crash or power loss can lose the last ones.
-            o.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal).busy_timeout(Duration::from_secs(5))
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
         });
     let db = Database::connect(opts).await.map_err(|e| {
         format!("cannot connect to the database at {}: {} (fix: check AUTHPLANE_DATABASE_URL / database.url and that the database is reachable)", info.redacted_url, one_line(&e.to_string()))
@@ -91,9 +94,16 @@ pub async fn probe(db: &Db, info: &DbInfo, now: i64, timeout: Duration) -> Resul
     {
         return Err(format!("database file {} is missing", path.display()));
     }
-    let write = entities::health_probe::Entity::insert(entities::health_probe::ActiveModel { id: Set(1), checked_at: Set(now) })
-        .on_conflict(OnConflict::column(entities::health_probe::Column::Id).update_column(entities::health_probe::Column::CheckedAt).to_owned())
-        .exec_without_returning(db);
+    let write = entities::health_probe::Entity::insert(entities::health_probe::ActiveModel {
+        id: Set(1),
+        checked_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(entities::health_probe::Column::Id)
+            .update_column(entities::health_probe::Column::CheckedAt)
+            .to_owned(),
+    )
+    .exec_without_returning(db);
     match tokio::time::timeout(timeout, write).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(one_line(&e.to_string())),

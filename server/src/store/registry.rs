@@ -6,9 +6,7 @@ use std::collections::HashSet;
 use authplane_core::config::{ClientConfig, Config, GrantType, ResourceConfig, TokenEndpointAuthMethod, UserConfig};
 use authplane_core::redirect::RedirectUri;
 use authplane_core::{ResourceUri, Secret};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 use serde::Serialize;
 
 use super::entities::{client, resource, user};
@@ -172,14 +170,25 @@ fn user_model(u: &UserConfig, source: Source, now: i64) -> user::ActiveModel {
 // ---- resources ----
 
 pub async fn list_resources<C: ConnectionTrait>(db: &C) -> Result<Vec<StoredResource>, StoreError> {
-    resource::Entity::find().order_by_asc(resource::Column::Resource).all(db).await?.into_iter().map(resource_from).collect()
+    resource::Entity::find()
+        .order_by_asc(resource::Column::Resource)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(resource_from)
+        .collect()
 }
 
 pub async fn get_resource<C: ConnectionTrait>(db: &C, uri: &ResourceUri) -> Result<Option<StoredResource>, StoreError> {
     resource::Entity::find_by_id(uri.to_string()).one(db).await?.map(resource_from).transpose()
 }
 
-pub async fn insert_resource<C: ConnectionTrait>(db: &C, r: &ResourceConfig, source: Source, now: i64) -> Result<(), StoreError> {
+pub async fn insert_resource<C: ConnectionTrait>(
+    db: &C,
+    r: &ResourceConfig,
+    source: Source,
+    now: i64,
+) -> Result<(), StoreError> {
     resource::Entity::insert(resource_model(r, source, now))
         .exec_without_returning(db)
         .await
@@ -201,7 +210,12 @@ pub async fn get_client<C: ConnectionTrait>(db: &C, client_id: &str) -> Result<O
     client::Entity::find_by_id(client_id.to_owned()).one(db).await?.map(client_from).transpose()
 }
 
-pub async fn insert_client<C: ConnectionTrait>(db: &C, c: &ClientConfig, source: Source, now: i64) -> Result<(), StoreError> {
+pub async fn insert_client<C: ConnectionTrait>(
+    db: &C,
+    c: &ClientConfig,
+    source: Source,
+    now: i64,
+) -> Result<(), StoreError> {
     client::Entity::insert(client_model(c, source, now))
         .exec_without_returning(db)
         .await
@@ -227,7 +241,12 @@ pub async fn find_user<C: ConnectionTrait>(db: &C, id_or_username: &str) -> Resu
     Ok(user::Entity::find().filter(user::Column::Username.eq(id_or_username)).one(db).await?.map(user_from))
 }
 
-pub async fn insert_user<C: ConnectionTrait>(db: &C, u: &UserConfig, source: Source, now: i64) -> Result<(), StoreError> {
+pub async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    u: &UserConfig,
+    source: Source,
+    now: i64,
+) -> Result<(), StoreError> {
     user::Entity::insert(user_model(u, source, now))
         .exec_without_returning(db)
         .await

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL for the test suites, from Debian's `postgresql`
+# package: a fresh cluster in a temp directory on a free loopback port.
+#
+#   scripts/postgres.sh start   # prints: export AUTHPLANE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT
+#   scripts/postgres.sh stop    # stops it and removes the directory
+#
+# State lives in $AUTHPLANE_PG_STATE (default .tmp/postgres in the clone).
+set -euo pipefail
+
+state="${AUTHPLANE_PG_STATE:-$(cd "$(dirname "$0")/.." && pwd)/.tmp/postgres}"
+
+bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+    echo "postgres.sh: installing Debian's postgresql package" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
+    d=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$d"
+}
+
+# initdb and postgres refuse to run as root: use the package's `postgres` user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start() {
+  if [ -f "$state/port" ] && as_pg "$(bindir)/pg_ctl" -D "$state/data" status >/dev/null 2>&1; then
+    echo "export AUTHPLANE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$(cat "$state/port")"
+    return
+  fi
+  stop >/dev/null 2>&1 || true
+  local bin port
+  bin=$(bindir)
+  port=$(free_port)
+  mkdir -p "$state"
+  chmod 0777 "$state"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$state"; fi
+  as_pg "$bin/initdb" -D "$state/data" -U postgres -A trust --no-sync -E UTF8 >"$state/initdb.log" 2>&1 \
+    || { cat "$state/initdb.log" >&2; exit 1; }
+  # Durability is irrelevant for a throw-away test cluster; speed is not.
+  as_pg "$bin/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 60 \
+    -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$state/server.log" >&2; exit 1; }
+  echo "$port" >"$state/port"
+  echo "export AUTHPLANE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port"
+}
+
+stop() {
+  if [ -d "$state/data" ]; then
+    as_pg "$(bindir)/pg_ctl" -D "$state/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$state"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

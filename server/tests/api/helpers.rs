@@ -1,0 +1,275 @@
+//! `spawn_app()`: the real `authserver` binary on port 0 with a fresh
+//! database (SQLite by default; Postgres when AUTHPLANE_TEST_POSTGRES_URL is
+//! set, one new database per test) and a fresh key directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::Value;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const BIN: &str = env!("CARGO_BIN_EXE_authserver");
+/// argon2id of "alice-password".
+pub const ALICE_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$ISpOMCRB4CZoCZHeSwUEsQ$cjCXvPfq7DAQvjKS/CtPf+wGitmlMKZUv/YlJtcC2K4";
+
+pub fn postgres_base() -> Option<String> {
+    std::env::var("AUTHPLANE_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A database URL for one test: a new SQLite file in `dir`, or a new
+/// Postgres database.
+pub async fn fresh_database(dir: &Path) -> String {
+    match postgres_base() {
+        None => format!("sqlite://{}/authplane.db?mode=rwc", dir.display()),
+        Some(base) => {
+            let name = format!("t_{}", hex(&rand_bytes()));
+            let admin = Database::connect(format!("{base}/postgres")).await.expect("connect to test postgres");
+            admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+            admin.close().await.ok();
+            format!("{base}/{name}")
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The default test config: one resource, one public client, one user.
+pub fn base_config(dir: &Path, db_url: &str) -> String {
+    format!(
+        r#"server:
+  issuer: http://localhost:9000
+  listen: 127.0.0.1:0
+  shutdown_timeout: 5s
+admin:
+  listen: 127.0.0.1:0
+  api_key: {ADMIN_KEY}
+database:
+  url: "{db_url}"
+signing:
+  key_store: file
+  key_dir: {dir}/keys
+log:
+  level: debug
+resources:
+  - resource: http://localhost:8080/mcp
+    name: Test MCP
+    scopes: [tools/read, tools/write]
+clients:
+  - client_id: test-client
+    redirect_uris: ["http://127.0.0.1/callback"]
+users:
+  - username: alice
+    id: user-42
+    password_hash: "{ALICE_HASH}"
+"#,
+        dir = dir.display()
+    )
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub db_url: String,
+    pub public: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Default)]
+pub struct Spawn {
+    pub config: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The binary with a clean AUTHPLANE_* environment plus `env`.
+pub fn command(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AUTHPLANE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|dir, db| Spawn { config: Some(base_config(dir, db)), env: vec![] }).await
+}
+
+/// Starts the server with the config `f` returns for a fresh dir and DB.
+pub async fn spawn_with(f: impl FnOnce(&Path, &str) -> Spawn) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_database(dir.path()).await;
+    let spec = f(dir.path(), &db_url);
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, spec.config.unwrap_or_default()).unwrap();
+    start(dir, config_path, db_url, &spec.env)
+}
+
+pub fn start(dir: tempfile::TempDir, config_path: PathBuf, db_url: String, env: &[(String, String)]) -> TestApp {
+    let mut child = command(&["--config", config_path.to_str().unwrap(), "serve"], env)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = loop {
+        if let Some(l) = logs.lock().unwrap().iter().find(|l| l.contains("authserver started")) {
+            break l.clone();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("authserver exited with {status} before starting:\n{}", logs.lock().unwrap().join("\n"));
+        }
+        assert!(Instant::now() < deadline, "authserver did not start:\n{}", logs.lock().unwrap().join("\n"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (public, admin) = if started.starts_with('{') {
+        let v: Value = serde_json::from_str(&started).unwrap();
+        (format!("http://{}", v["public"].as_str().unwrap()), format!("http://{}", v["admin"].as_str().unwrap()))
+    } else {
+        (
+            format!("http://{}", field(&started, "public").unwrap()),
+            format!("http://{}", field(&started, "admin").unwrap()),
+        )
+    };
+    TestApp { dir, config_path, db_url, public, admin, http: reqwest::Client::new(), child, logs }
+}
+
+/// The value of `key=` in a logfmt line (unquoted values only).
+pub fn field(line: &str, key: &str) -> Option<String> {
+    line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(|v| v.trim_matches('"').to_owned()))
+}
+
+impl TestApp {
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn key_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.public)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn health(&self) -> (u16, Value) {
+        self.get_json("/health").await
+    }
+
+    pub async fn metadata(&self) -> Value {
+        let (s, v) = self.get_json("/.well-known/oauth-authorization-server").await;
+        assert_eq!(s, 200);
+        v
+    }
+
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let (_, v) = self.get_json("/.well-known/jwks.json").await;
+        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn admin_req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.admin)).bearer_auth(ADMIN_KEY)
+    }
+
+    pub async fn admin_json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.admin_req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let s = res.status().as_u16();
+        (s, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The signing key's kid per `GET /admin/keys`.
+    pub async fn current_kid(&self) -> String {
+        let (_, v) = self.admin_json(reqwest::Method::GET, "/admin/keys", None).await;
+        v["keys"].as_array().unwrap().iter().find(|k| k["phase"] == "current").unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the CLI with this app's config.
+    pub fn cli(&self, args: &[&str], env: &[(String, String)]) -> std::process::Output {
+        let mut all = vec!["--config", self.config_path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        command(&all, env).current_dir(self.dir.path()).output().unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns true, up to `secs` seconds (for background
+/// reloads that run every 2 s). Not a timing assertion: it only bounds a wait.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,13 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on purpose
+//! Black-box tests of `authserver`: the real binary, real HTTP, a fresh
+//! SQLite file or Postgres database per test. Run against Postgres with
+//! AUTHPLANE_TEST_POSTGRES_URL=postgres://user@127.0.0.1:PORT (make test does).
+
+mod admin;
+mod cli;
+mod config;
+mod discovery;
+mod health;
+mod helpers;
+mod keys;
+mod logs;
