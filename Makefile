@@ -1,0 +1,29 @@
+# AuthPlane. `make run` and `make test` are all a fresh machine needs.
+.PHONY: run test lint fmt build release help
+
+CONFIG ?= config/dev.yaml
+
+help:
+	@echo "make run    - start the authorization server on SQLite with $(CONFIG)"
+	@echo "make test   - install/start what the tests need, run every suite"
+	@echo "make lint   - rustfmt check + clippy -D warnings"
+	@echo "make build  - debug build of the workspace"
+
+run:
+	cargo run --locked -p authplane-server --bin authserver -- --config $(CONFIG) serve
+
+test:
+	scripts/test.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+build:
+	cargo build --workspace --locked
+
+release:
+	cargo build --release --locked -p authplane-server

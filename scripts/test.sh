@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, in order. Each step installs or starts what it
+# needs (idempotently) and cleans up after itself. Expensive tool builds are
+# cached outside the clone (~/.cache/authplane), keyed by version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit and integration tests (SQLite)"
+cargo test --workspace --locked
+
+step "server integration tests (PostgreSQL)"
+eval "$(scripts/postgres.sh start)"
+trap 'scripts/postgres.sh stop' EXIT
+cargo test -p authplane-server --test api --locked
+scripts/postgres.sh stop
+trap - EXIT
+
+if [ -x sdk/tests/run.sh ]; then
+  step "SDK against the real authserver"
+  sdk/tests/run.sh
+fi
+
+step "Kubernetes control plane (e2e/cluster.sh)"
+e2e/cluster-smoke.sh
+
+step "done in $(( $(date +%s) - started ))s"
