@@ -230,7 +230,7 @@ start() { # name binary args...
   : >"$(logfile "$name")"
   # shellcheck disable=SC2016 # expanded by the child shell
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$name")" "$@" \
-    </dev/null >>"$(logfile "$name")" 2>&1 &
+    </dev/null >>"$(logfile "$name")" 2>&1 8>&- &
   local i
   for ((i = 0; i < 100; i++)); do alive "$name" && break; sleep 0.1; done
   alive "$name" || fail_with_logs "$name did not start" "$name"
@@ -388,9 +388,19 @@ EOF
   export_line
 }
 
+# up and down for one state dir never run at the same time (two test suites
+# calling `up` together would otherwise both start a cluster).
+# The lock fd is closed in the cluster processes (see start), or they would
+# hold the lock for as long as they run.
+lock() {
+  mkdir -p "$(dirname "$STATE")"
+  exec 8>"$STATE.cluster-sh.lock"
+  flock -w "$((TIMEOUT * 4))" 8 || die "another cluster.sh up/down on $STATE has held the lock for $((TIMEOUT * 4))s"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) lock; cmd_up ;;
+  down) lock; cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
   *)
