@@ -1,0 +1,181 @@
+//! An MCP server protected by AuthPlane.
+//!
+//! Tools: `list_notes` needs the scope `tools/read`, `add_note` needs
+//! `tools/write`. Defaults match `config/dev.yaml`: resource
+//! `http://localhost:8080/mcp`, issuer `http://localhost:9000`.
+//!
+//! ```text
+//! cargo run -p authplane-example-mcp-server -- --help
+//! ```
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use authplane_sdk::axum::{BearerAuthLayer, prm_router};
+use authplane_sdk::{Claims, ProtectedResource, Verifier};
+use clap::Parser;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
+use tower_layer::Layer;
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "An MCP server protected by AuthPlane")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// This server's MCP endpoint as clients call it (the resource in AuthPlane).
+    #[arg(long, env = "AUTHPLANE_RESOURCE", default_value = "http://localhost:8080/mcp")]
+    resource: String,
+    /// The AuthPlane issuer (AUTHPLANE_SERVER_ISSUER of the AS).
+    #[arg(long, env = "AUTHPLANE_ISSUER", default_value = "http://localhost:9000")]
+    issuer: String,
+    /// Fetch the AS metadata from here instead of the issuer (e.g. an in-cluster URL).
+    #[arg(long, env = "AUTHPLANE_AS_METADATA_URL")]
+    as_metadata_url: Option<String>,
+    /// Fetch keys from this JWKS URL and skip discovery.
+    #[arg(long, env = "AUTHPLANE_JWKS_URI")]
+    jwks_uri: Option<String>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct AddNote {
+    /// The note's text.
+    text: String,
+}
+
+/// The MCP server: a shared list of notes.
+#[derive(Clone)]
+struct Notes {
+    notes: Arc<Mutex<Vec<String>>>,
+    tool_router: ToolRouter<Self>,
+}
+
+/// The verified token of the HTTP request that carried this tool call.
+fn claims(parts: &http::request::Parts) -> Result<&Claims, ErrorData> {
+    parts.extensions.get::<Claims>().ok_or_else(|| ErrorData::internal_error("request was not authenticated", None))
+}
+
+#[tool_router]
+impl Notes {
+    fn new(notes: Arc<Mutex<Vec<String>>>) -> Self {
+        Notes { notes, tool_router: Self::tool_router() }
+    }
+
+    #[tool(description = "List the notes (scope tools/read)")]
+    fn list_notes(&self, Extension(parts): Extension<http::request::Parts>) -> Result<String, ErrorData> {
+        // The middleware already enforced the scope; checking again here
+        // keeps the tool safe if it is ever mounted without the tool map.
+        if !claims(&parts)?.has_scope("tools/read") {
+            return Err(ErrorData::invalid_request("scope tools/read required", None));
+        }
+        let notes = self.notes.lock().map_err(|_| ErrorData::internal_error("notes lock poisoned", None))?;
+        Ok(if notes.is_empty() { "(no notes)".to_owned() } else { notes.join("\n") })
+    }
+
+    #[tool(description = "Add a note (scope tools/write)")]
+    fn add_note(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        Parameters(AddNote { text }): Parameters<AddNote>,
+    ) -> Result<String, ErrorData> {
+        let c = claims(&parts)?;
+        if !c.has_scope("tools/write") {
+            return Err(ErrorData::invalid_request("scope tools/write required", None));
+        }
+        let mut notes = self.notes.lock().map_err(|_| ErrorData::internal_error("notes lock poisoned", None))?;
+        notes.push(format!("{} (by {})", text, c.sub));
+        Ok(format!("added note {}", notes.len()))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Notes {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "A notes server protected by AuthPlane: list_notes needs tools/read, add_note tools/write.",
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::try_new(&args.log)?)
+        .with(authplane_sdk::logfmt::layer())
+        .init();
+
+    // --- AuthPlane: the resource, its verifier, PRM and the bearer layer. ---
+    let mut resource = ProtectedResource::new(&args.resource, &args.issuer)?
+        .with_scopes(["tools/read", "tools/write"])?
+        .with_default_scopes(["tools/read"])?
+        .with_resource_name("Example MCP server");
+    if let Some(url) = &args.as_metadata_url {
+        resource = resource.with_as_metadata_url(url)?;
+    }
+    if let Some(url) = &args.jwks_uri {
+        resource = resource.with_jwks_uri(url)?;
+    }
+    let verifier = Verifier::new(resource.clone());
+    if let Err(e) = verifier.warm_up().await {
+        // Not fatal: the AS may start after us; the first request retries.
+        tracing::warn!(error = e.err_name(), detail = %e, "AuthPlane not reachable yet");
+    }
+    let auth =
+        BearerAuthLayer::new(verifier).tool_scope("list_notes", "tools/read").tool_scope("add_note", "tools/write");
+    // -------------------------------------------------------------------------
+
+    let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if let Some(host) = url_host(resource.resource()) {
+        allowed_hosts.push(host);
+    }
+    let notes = Arc::new(Mutex::new(Vec::new()));
+    let mcp = StreamableHttpService::new(
+        move || Ok(Notes::new(notes.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+    );
+    let path = resource_path(resource.resource());
+    let app = axum::Router::new().route_service(&path, auth.layer(mcp)).merge(prm_router(&resource));
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        resource = resource.resource(),
+        resource_metadata = resource.metadata_url(),
+        issuer = resource.issuer(),
+        "mcp server started"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+/// The path part of the canonical resource URI (`/mcp`), where the MCP endpoint is served.
+fn resource_path(resource: &str) -> String {
+    let after_scheme = resource.find("://").map_or(0, |i| i + 3);
+    match resource[after_scheme..].find('/') {
+        Some(i) => resource[after_scheme + i..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
+fn url_host(resource: &str) -> Option<String> {
+    let after_scheme = resource.find("://")? + 3;
+    let authority = resource[after_scheme..].split('/').next()?;
+    Some(authority.to_owned())
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+}
