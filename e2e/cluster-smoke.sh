@@ -45,6 +45,7 @@ cleanup() {
     echo "# stop it with: AUTHPLANE_CLUSTER_DIR=$AUTHPLANE_CLUSTER_DIR $here/cluster.sh down"
   else
     "$here/cluster.sh" down >/dev/null 2>&1 || true
+    rm -f "$AUTHPLANE_CLUSTER_DIR.cluster-sh.lock" # ours alone: the dir name is per run
   fi
 }
 trap cleanup EXIT

@@ -222,14 +222,21 @@ EOF
 
 # Start a component detached from the calling shell: its own session
 # (survives the caller's terminal and job control), stdin from /dev/null,
-# output to logs/<name>.log. The child writes its own pid before exec'ing so
-# the pid file is right even if setsid had to fork.
+# output to logs/<name>.log, and no other inherited file descriptors (a
+# caller's pipe held open by a daemon would make the caller wait for EOF
+# until `down`; our lock fd would stay locked). The child writes its own pid
+# before exec'ing so the pid file is right even if setsid had to fork.
 start() { # name binary args...
   local name="$1"
   shift
   : >"$(logfile "$name")"
   # shellcheck disable=SC2016 # expanded by the child shell
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$name")" "$@" \
+  setsid bash -c '
+    for fd in /proc/$$/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null; fi
+    done
+    echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$name")" "$@" \
     </dev/null >>"$(logfile "$name")" 2>&1 8>&- &
   local i
   for ((i = 0; i < 100; i++)); do alive "$name" && break; sleep 0.1; done
