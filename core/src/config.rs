@@ -193,6 +193,17 @@ pub struct OAuthConfig {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub authorization_code_ttl: Duration,
+    /// Dynamic client registration (RFC 7591): `open`, `token` (an initial
+    /// access token is required) or `off`.
+    pub registration: RegistrationPolicy,
+    /// The initial access token for `registration: token`.
+    pub initial_access_token: Option<Secret<String>>,
+    /// Accept `https` client ids as Client ID Metadata Documents.
+    pub client_id_metadata_documents: bool,
+    /// Allow CIMD fetches from loopback addresses (local development and tests only).
+    pub cimd_allow_loopback: bool,
+    /// How long a signed-in browser session lasts on the login page.
+    pub login_session_ttl: Duration,
 }
 
 impl Default for OAuthConfig {
@@ -203,8 +214,22 @@ impl Default for OAuthConfig {
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             authorization_code_ttl: Duration::from_secs(60),
+            registration: RegistrationPolicy::Open,
+            initial_access_token: None,
+            client_id_metadata_documents: true,
+            cimd_allow_loopback: false,
+            login_session_ttl: Duration::from_secs(12 * 3600),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationPolicy {
+    #[default]
+    Open,
+    Token,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -535,6 +560,14 @@ impl Config {
         ] {
             if d.is_zero() {
                 return Err(err(k(name), Some("0"), "must be greater than zero", "set a duration such as 1h"));
+            }
+        }
+        if self.oauth.registration == RegistrationPolicy::Token {
+            match &self.oauth.initial_access_token {
+                Some(t) if t.expose().len() >= 16 => {}
+                _ => {
+                    return Err(err(k("oauth.initial_access_token"), None, "missing or shorter than 16 characters while oauth.registration is token", "set a long random token, e.g. `openssl rand -hex 32`"));
+                }
             }
         }
         if self.oauth.authorization_code_ttl.as_secs() > 600 {

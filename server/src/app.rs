@@ -28,6 +28,7 @@ pub struct AppState {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
     pub admin_key: ArcSwap<Option<Secret<String>>>,
+    pub cimd: crate::oauth::cimd::Cache,
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -97,6 +98,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         registry,
         metrics: metrics.clone(),
         admin_key: ArcSwap::from_pointee(admin_key),
+        cimd: Default::default(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;

@@ -13,6 +13,7 @@ pub mod configfile;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod oauth;
 pub mod password;
 pub mod random;
 pub mod registry;

@@ -261,7 +261,7 @@ async fn create_client(
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
     let now = clock::now();
     let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
-    rows::insert_client(&txn, &client, Source::Admin, now).await?;
+    rows::insert_client(&txn, &client, Source::Admin, now, None).await?;
     audit::record(&txn, clock::now_ms(), AuditEvent {
         client_id: Some(client.client_id.clone()),
         ..admin_event(&req, "client_registered", serde_json::json!({"via": "admin", "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str()}))

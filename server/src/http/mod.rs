@@ -3,5 +3,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod oauth;
 pub mod observe;
 pub mod public;
+pub mod ui;

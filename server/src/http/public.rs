@@ -4,6 +4,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use authplane_core::metadata::{AuthorizationServerMetadata, well_known_paths};
 
+use actix_web::http::Method;
+
+use super::{oauth, ui};
 use crate::app::AppState;
 use crate::clock;
 
@@ -13,6 +16,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/.well-known/openid-configuration", web::route().to(fallback))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .route("/.well-known/jwks.json", web::method(actix_web::http::Method::OPTIONS).to(preflight))
+        .route("/oauth/authorize", web::get().to(ui::authorize))
+        .route("/oauth/authorize", web::post().to(ui::authorize))
+        .route("/oauth/token", web::post().to(oauth::token))
+        .route("/oauth/token", web::method(Method::OPTIONS).to(oauth::preflight))
+        .route("/oauth/register", web::post().to(oauth::register))
+        .route("/oauth/register", web::method(Method::OPTIONS).to(oauth::preflight))
+        .route("/oauth/revoke", web::post().to(oauth::revoke_endpoint))
+        .route("/oauth/revoke", web::method(Method::OPTIONS).to(oauth::preflight))
+        .route("/oauth/introspect", web::post().to(oauth::introspect_endpoint))
+        .route("/ui/login", web::get().to(ui::login_page))
+        .route("/ui/login", web::post().to(ui::login_submit))
+        .route("/ui/consent", web::get().to(ui::consent_page))
+        .route("/ui/consent", web::post().to(ui::consent_submit))
+        .route("/ui/static/authplane.css", web::get().to(ui::css))
         .default_service(web::to(fallback));
 }
 
@@ -37,12 +54,32 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
     let cfg = state.config.load();
     let issuer = cfg.server.issuer.clone();
+    // Exactly the resources' scopes (checklist step 3); `offline_access` is
+    // understood on requests but not advertised (MCP 2026-07-28 clients then
+    // do not add it to challenges).
+    let scopes_supported = state.registry.get().scopes_supported.clone();
+    let auth_methods = || Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned(), "none".to_owned()]);
+    use authplane_core::config::RegistrationPolicy;
     AuthorizationServerMetadata {
+        authorization_endpoint: Some(format!("{issuer}/oauth/authorize")),
+        token_endpoint: Some(format!("{issuer}/oauth/token")),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-        scopes_supported: state.registry.get().scopes_supported.clone(),
+        registration_endpoint: (cfg.oauth.registration != RegistrationPolicy::Off).then(|| format!("{issuer}/oauth/register")),
+        scopes_supported,
         response_types_supported: vec!["code".into()],
+        response_modes_supported: Some(vec!["query".into()]),
+        grant_types_supported: Some(vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()]),
+        token_endpoint_auth_methods_supported: auth_methods(),
+        revocation_endpoint: Some(format!("{issuer}/oauth/revoke")),
+        revocation_endpoint_auth_methods_supported: auth_methods(),
+        introspection_endpoint: Some(format!("{issuer}/oauth/introspect")),
+        introspection_endpoint_auth_methods_supported: Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned()]),
+        code_challenge_methods_supported: Some(vec!["S256".into()]),
+        authorization_response_iss_parameter_supported: Some(true),
+        client_id_metadata_document_supported: Some(cfg.oauth.client_id_metadata_documents),
+        resource_indicators_supported: Some(true),
         issuer,
-        ..Default::default()
+        dpop_signing_alg_values_supported: None,
     }
 }
 

@@ -122,6 +122,12 @@ impl SigningKey {
         serde_json::json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": self.y, "kid": self.kid, "use": "sig", "alg": "ES256"})
     }
 
+    /// Checks a fixed-size (r || s) ES256 signature made by this key.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref()).verify(message, signature).is_ok()
+    }
+
     /// A compact JWS over `claims` with header `{"alg":"ES256","typ":typ,"kid":…}`.
     pub fn sign_compact(&self, typ: &str, claims: &[u8]) -> Result<String, KeyError> {
         let header = format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"{}"}}"#, self.kid);

@@ -2,6 +2,7 @@
 //! functions that take the connection; no SQL in handlers.
 
 pub mod audit;
+pub mod oauth;
 pub mod entities;
 pub mod registry;
 

@@ -54,6 +54,18 @@ pub struct StoredClient {
     pub spec: ClientConfig,
     pub source: Source,
     pub created_at: i64,
+    /// `web` or `native` (RFC 7591 / OIDC Registration).
+    pub application_type: String,
+    /// Registered metadata beyond the typed fields (client_uri, logo_uri, …).
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// Registration details that only DCR clients carry.
+#[derive(Debug, Clone)]
+pub struct ClientExtras {
+    pub application_type: String,
+    pub metadata: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -123,10 +135,20 @@ fn client_from(m: client::Model) -> Result<StoredClient, StoreError> {
         },
         source: Source::parse(&m.source),
         created_at: m.created_at,
+        application_type: m.application_type,
+        metadata: match serde_json::from_str::<serde_json::Value>(&m.metadata) {
+            Ok(serde_json::Value::Object(o)) if o.is_empty() => serde_json::Value::Null,
+            Ok(v) => v,
+            Err(_) => serde_json::Value::Null,
+        },
     })
 }
 
 fn client_model(c: &ClientConfig, source: Source, now: i64) -> client::ActiveModel {
+    client_model_with(c, source, now, None)
+}
+
+fn client_model_with(c: &ClientConfig, source: Source, now: i64, extras: Option<&ClientExtras>) -> client::ActiveModel {
     client::ActiveModel {
         client_id: Set(c.client_id.clone()),
         client_name: Set(c.client_name.clone()),
@@ -139,6 +161,8 @@ fn client_model(c: &ClientConfig, source: Source, now: i64) -> client::ActiveMod
         source: Set(source.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        application_type: Set(extras.map_or_else(|| "web".to_owned(), |e| e.application_type.clone())),
+        metadata: Set(extras.map_or_else(|| "{}".to_owned(), |e| e.metadata.to_string())),
     }
 }
 
@@ -215,8 +239,9 @@ pub async fn insert_client<C: ConnectionTrait>(
     c: &ClientConfig,
     source: Source,
     now: i64,
+    extras: Option<&ClientExtras>,
 ) -> Result<(), StoreError> {
-    client::Entity::insert(client_model(c, source, now))
+    client::Entity::insert(client_model_with(c, source, now, extras))
         .exec_without_returning(db)
         .await
         .map_err(|e| conflict_or(e, format!("client {}", c.client_id)))?;

@@ -1,0 +1,227 @@
+//! OAuth endpoints on the public listener: token, register, revoke,
+//! introspect (authorize and the pages are in `ui.rs`). Errors are RFC 6749
+//! §5.2 JSON with `Cache-Control: no-store`; each failure is counted by
+//! reason and logged as `error=<ErrName> code=<oauth code>`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use sea_orm::TransactionTrait;
+
+use super::observe::RequestContext;
+use crate::app::AppState;
+use crate::metrics::GrantLabels;
+use crate::oauth::error::{Error, Kind};
+use crate::oauth::form::Form;
+use crate::oauth::token::{self, Outcome, RequestIds};
+use crate::oauth::{client_auth, clients, register, revoke};
+use crate::store::audit::{self, AuditEvent};
+use crate::store::registry::{self as rows, Source};
+use crate::{clock, random};
+
+pub const MAX_FORM: usize = 16 * 1024;
+
+pub fn ids(req: &HttpRequest) -> RequestIds {
+    let ext = req.extensions();
+    let c = ext.get::<RequestContext>();
+    RequestIds { request_id: c.map(|c| c.request_id.clone()), trace_id: c.map(|c| c.trace_id.clone()) }
+}
+
+/// RFC 6749 §5.2 JSON for `e`.
+pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
+    let mut b = HttpResponse::build(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST));
+    b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+    if e.kind == Kind::InvalidClient {
+        // RFC 6749 §5.2: 401 with the scheme the client tried.
+        b.insert_header((header::WWW_AUTHENTICATE, if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" }));
+    }
+    b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
+}
+
+pub fn cors(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
+/// CORS preflight for the endpoints browser-based clients call.
+pub async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type, mcp-protocol-version, dpop"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+fn form_body(req: &HttpRequest, body: &Bytes) -> Result<Form, Error> {
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+        return Err(Error::new(Kind::InvalidRequest, "expected Content-Type: application/x-www-form-urlencoded"));
+    }
+    if body.len() > MAX_FORM {
+        return Err(Error::new(Kind::InvalidRequest, "request body too large"));
+    }
+    Form::parse(body)
+}
+
+fn authorization(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+pub fn denied(state: &AppState, e: &Error, msg: &'static str, client_id: Option<&str>, resource: Option<&str>) {
+    state.metrics.deny(e.kind.reason());
+    let client_id = client_id.unwrap_or("-");
+    let resource = resource.unwrap_or("-");
+    // The checklist's step-8 line: level=ERROR msg="token issuance failed" error=… code=… client_id=… resource=…
+    tracing::error!(error = e.kind.name(), code = e.kind.code(), client_id, resource, detail = %e.description, "{msg}");
+}
+
+pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let ids = ids(&req);
+    let auth = authorization(&req);
+    let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
+    let mut outcome = Outcome::default();
+    let result = match form_body(&req, &body) {
+        Ok(form) => token::exchange(&state, form, auth, &ids, now, &mut outcome).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(tokens) => {
+            if let Some(g) = outcome.grant_type {
+                state.metrics.tokens_issued.get_or_create(&GrantLabels { grant_type: g.as_str() }).inc();
+            }
+            tracing::info!(client_id = outcome.client_id.as_deref().unwrap_or("-"), grant_type = outcome.grant_type.map_or("-", |g| g.as_str()), resource = outcome.resource.as_deref().unwrap_or("-"), scope = %tokens.scope, "token issued");
+            cors(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache")).json(tokens))
+        }
+        Err(e) => {
+            denied(&state, &e, "token issuance failed", outcome.client_id.as_deref(), outcome.resource.as_deref());
+            cors(error_json(&e, basic))
+        }
+    }
+}
+
+pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let cfg = state.config.load_full();
+    let fail = |e: Error| {
+        denied(&state, &e, "client registration failed", None, None);
+        cors(error_json(&e, false))
+    };
+    use authplane_core::config::RegistrationPolicy;
+    match cfg.oauth.registration {
+        RegistrationPolicy::Off => return fail(Error::new(Kind::RegistrationDisabled, "dynamic client registration is disabled on this server")),
+        RegistrationPolicy::Token => {
+            let presented = authorization(&req).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+            let ok = cfg.oauth.initial_access_token.as_ref().is_some_and(|t| random::secure_eq(presented.as_bytes(), t.expose().as_bytes()));
+            if !ok {
+                let e = Error::new(Kind::InvalidToken, "an initial access token is required (Authorization: Bearer …)");
+                denied(&state, &e, "client registration failed", None, None);
+                return cors(error_json(&e, false));
+            }
+        }
+        RegistrationPolicy::Open => {}
+    }
+    if body.len() > 64 * 1024 {
+        return fail(Error::new(Kind::InvalidClientMetadata, "registration request larger than 64 KiB"));
+    }
+    let request: register::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return fail(Error::new(Kind::InvalidClientMetadata, format!("invalid JSON: {e}"))),
+    };
+    let client_id = random::id("dcr_");
+    let secret = || {
+        let s = random::secret_token();
+        let d = random::sha256_hex(s.as_bytes());
+        Some((s, d))
+    };
+    let (client, extras, mut response, secret) = match register::validate(request, client_id, secret) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let ids = ids(&req);
+    let stored = async {
+        let txn = state.db.begin().await?;
+        rows::insert_client(&txn, &client, Source::Dcr, now, Some(&extras)).await?;
+        audit::record(
+            &txn,
+            clock::now_ms(),
+            AuditEvent {
+                event_type: "client_registered",
+                outcome: "success",
+                client_id: Some(client.client_id.clone()),
+                request_id: ids.request_id.clone(),
+                trace_id: ids.trace_id.clone(),
+                detail: serde_json::json!({"via": "dcr", "client_name": client.client_name, "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(), "redirect_uris": client.redirect_uris}),
+                ..Default::default()
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok::<(), crate::store::StoreError>(())
+    }
+    .await;
+    if let Err(e) = stored {
+        return fail(e.into());
+    }
+    response.client_id_issued_at = now;
+    response.client_secret = secret;
+    tracing::info!(client_id = %client.client_id, method = client.token_endpoint_auth_method.as_str(), "client registered");
+    cors(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(response))
+}
+
+/// Authenticates the caller of revoke/introspect (RFC 7009 §2.1, RFC 7662 §2.1).
+async fn authenticated_client(state: &AppState, req: &HttpRequest, form: &Form, now: i64) -> Result<authplane_core::config::ClientConfig, Error> {
+    let p = client_auth::presented(authorization(req), form.get("client_id"), form.get("client_secret"))?;
+    let client = clients::find(state, &p.client_id, now).await?.ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
+    client_auth::verify(&client.spec, &p)?;
+    Ok(client.spec)
+}
+
+pub async fn revoke_endpoint(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let basic = authorization(&req).is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
+    let result = async {
+        let form = form_body(&req, &body)?;
+        let client = authenticated_client(&state, &req, &form, now).await?;
+        let token = form.get("token").ok_or_else(|| Error::new(Kind::InvalidRequest, "token is required"))?;
+        revoke::revoke(&state, &client.client_id, token, form.get("token_type_hint"), &ids(&req), now).await?;
+        Ok::<String, Error>(client.client_id)
+    }
+    .await;
+    match result {
+        Ok(client_id) => {
+            tracing::info!(client_id = %client_id, "revocation request handled");
+            cors(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+        }
+        Err(e) => {
+            denied(&state, &e, "revocation failed", None, None);
+            cors(error_json(&e, basic))
+        }
+    }
+}
+
+pub async fn introspect_endpoint(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let basic = authorization(&req).is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
+    let result = async {
+        let form = form_body(&req, &body)?;
+        let client = authenticated_client(&state, &req, &form, now).await?;
+        // RFC 7662 §4: only authenticated callers; public clients cannot
+        // probe tokens they hold.
+        if !client.token_endpoint_auth_method.is_confidential() {
+            return Err(Error::new(Kind::InvalidClient, "introspection needs a confidential client"));
+        }
+        let token = form.get("token").ok_or_else(|| Error::new(Kind::InvalidRequest, "token is required"))?;
+        revoke::introspect(&state, token, now).await
+    }
+    .await;
+    match result {
+        Ok(v) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(v),
+        Err(e) => {
+            denied(&state, &e, "introspection failed", None, None);
+            error_json(&e, basic)
+        }
+    }
+}

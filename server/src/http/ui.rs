@@ -1,0 +1,467 @@
+//! `/oauth/authorize` and the pages a browser sees (`/ui/login`,
+//! `/ui/consent`). Server-rendered, templates compiled in, no script, CSP
+//! with `frame-ancestors 'none'`, a CSRF token on every form, and the flow
+//! bound to the browser that started it by an HttpOnly cookie.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use sea_orm::TransactionTrait;
+
+use super::oauth::{MAX_FORM, denied, ids};
+use crate::app::AppState;
+use crate::oauth::authorize::{self, Failure, Params, Validated};
+use crate::oauth::clients;
+use crate::oauth::error::{Error, Kind};
+use crate::oauth::form::Form;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::oauth::{self as rows, AuthRequestRow, CodeRow};
+use crate::store::registry as reg;
+use crate::{clock, password, random};
+
+pub const SESSION_COOKIE: &str = "authplane_session";
+pub const FLOW_COOKIE: &str = "authplane_flow";
+const FLOW_TTL: i64 = 15 * 60;
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
+static CSS: &str = include_str!("../../static/authplane.css");
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    issuer_host: &'a str,
+    client_name: &'a str,
+    request_id: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+struct ResourceView {
+    name: String,
+    uri: String,
+    scopes: Vec<String>,
+    new_scopes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    issuer_host: &'a str,
+    client_name: &'a str,
+    username: &'a str,
+    resources: Vec<ResourceView>,
+    offline_access: bool,
+    redirect_host: &'a str,
+    request_id: &'a str,
+    csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    issuer_host: &'a str,
+    description: &'a str,
+    code: &'a str,
+    request_id: &'a str,
+}
+
+fn issuer_host(state: &AppState) -> String {
+    let cfg = state.config.load();
+    url::Url::parse(&cfg.server.issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn secure_cookies(state: &AppState) -> bool {
+    state.config.load().server.issuer.starts_with("https://")
+}
+
+/// Security headers for every page.
+fn page(status: StatusCode, html: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html)
+}
+
+fn error_page(state: &AppState, req: &HttpRequest, e: &Error) -> HttpResponse {
+    let rid = ids(req).request_id.unwrap_or_default();
+    let html = ErrorPage { issuer_host: &issuer_host(state), description: &e.description, code: e.kind.code(), request_id: &rid }.render().unwrap_or_default();
+    let status = if e.kind.status() >= 500 { StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) } else { StatusCode::BAD_REQUEST };
+    page(status, html)
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store")).finish()
+}
+
+/// A redirect to the client (RFC 6749 §4.1.2); 303 so a POST never repeats.
+fn to_client(redirect_uri: &str, params: &[(&str, &str)], state_param: Option<&str>, issuer: &str) -> HttpResponse {
+    let url = authorize::redirect_url(redirect_uri, params, state_param, issuer);
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("/"))))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+pub async fn css() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header((header::CACHE_CONTROL, "public, max-age=3600")).body(CSS)
+}
+
+fn parse_params(raw: &[u8]) -> Result<Params, Error> {
+    let mut f = Form::parse(raw)?;
+    Ok(Params {
+        response_type: f.take("response_type"),
+        client_id: f.take("client_id"),
+        redirect_uri: f.take("redirect_uri"),
+        scope: f.take("scope"),
+        state: f.take("state"),
+        code_challenge: f.take("code_challenge"),
+        code_challenge_method: f.take("code_challenge_method"),
+        resource: std::mem::take(&mut f.resource),
+        response_mode: f.take("response_mode"),
+        prompt: f.take("prompt"),
+    })
+}
+
+/// `GET|POST /oauth/authorize`.
+pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let raw: Vec<u8> = if req.method() == actix_web::http::Method::POST {
+        if body.len() > MAX_FORM {
+            return error_page(&state, &req, &Error::new(Kind::InvalidRequest, "request too large"));
+        }
+        body.to_vec()
+    } else {
+        req.query_string().as_bytes().to_vec()
+    };
+    let params = match parse_params(&raw) {
+        Ok(p) => p,
+        Err(e) => {
+            denied(&state, &e, "authorization request refused", None, None);
+            return error_page(&state, &req, &e);
+        }
+    };
+    let client = match params.client_id.as_deref() {
+        Some(id) if id.len() <= 4096 => match clients::find(&state, id, now).await {
+            Ok(c) => c,
+            Err(e) => {
+                denied(&state, &e, "authorization request refused", Some(id), None);
+                return error_page(&state, &req, &e);
+            }
+        },
+        _ => None,
+    };
+    let cfg = state.config.load_full();
+    let registry = state.registry.get();
+    let (validated, grant) = match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &registry.resources, &cfg.oauth) {
+        Ok(v) => v,
+        Err(f) => {
+            let e = f.error().clone();
+            denied(&state, &e, "authorization request refused", params.client_id.as_deref(), params.resource.first().map(String::as_str));
+            return match f {
+                Failure::Page(e) => error_page(&state, &req, &e),
+                Failure::Redirect { redirect_uri, state: st, error } => {
+                    to_client(&redirect_uri, &[("error", error.kind.code()), ("error_description", &error.description)], st.as_deref(), &cfg.server.issuer)
+                }
+            };
+        }
+    };
+    if !grant.dropped.is_empty() {
+        tracing::info!(client_id = %validated.client_id, dropped = %grant.dropped.join(" "), "unknown scopes dropped");
+    }
+
+    // Bind the flow to this browser: reuse its flow cookie or set one.
+    let flow_nonce = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).filter(|v| v.len() == 43).unwrap_or_else(random::secret_token);
+    let row = AuthRequestRow {
+        id: random::id("ar_"),
+        browser_sha256: random::sha256_hex(flow_nonce.as_bytes()),
+        csrf: random::secret_token(),
+        client_id: validated.client_id.clone(),
+        params: serde_json::to_string(&validated).unwrap_or_default(),
+        user_id: None,
+        created_at: now,
+        expires_at: now + FLOW_TTL,
+    };
+    if let Err(e) = rows::insert_auth_request(&state.db, row.clone()).await {
+        let e: Error = e.into();
+        return error_page(&state, &req, &e);
+    }
+    let next = if validated.prompt_login || current_user(&state, &req, now).await.is_none() {
+        format!("/ui/login?request={}", row.id)
+    } else {
+        format!("/ui/consent?request={}", row.id)
+    };
+    let mut res = see_other(&next);
+    let cookie = Cookie::build(FLOW_COOKIE, flow_nonce).path("/ui").http_only(true).same_site(SameSite::Lax).secure(secure_cookies(&state)).finish();
+    let _ = res.add_cookie(&cookie);
+    res
+}
+
+async fn current_user(state: &AppState, req: &HttpRequest, now: i64) -> Option<String> {
+    let sid = req.cookie(SESSION_COOKIE)?;
+    rows::session_user(&state.db, &random::sha256_hex(sid.value().as_bytes()), now).await.ok().flatten()
+}
+
+/// The pending request, if it exists and belongs to this browser.
+async fn flow(state: &AppState, req: &HttpRequest, id: &str, now: i64) -> Result<(AuthRequestRow, Validated), Error> {
+    let expired = || Error::new(Kind::InvalidRequest, "this sign-in request has expired or is unknown; start again from the application");
+    let row = rows::get_auth_request(&state.db, id, now).await?.ok_or_else(expired)?;
+    let nonce = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    if !random::secure_eq(random::sha256_hex(nonce.as_bytes()).as_bytes(), row.browser_sha256.as_bytes()) {
+        return Err(Error::new(Kind::InvalidRequest, "this sign-in request was started in another browser; start again from the application"));
+    }
+    let v: Validated = serde_json::from_str(&row.params).map_err(|_| expired())?;
+    Ok((row, v))
+}
+
+#[derive(serde::Deserialize)]
+pub struct RequestQuery {
+    request: String,
+}
+
+pub async fn login_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    match flow(&state, &req, &q.request, now).await {
+        Ok((row, v)) => render_login(&state, &row, &v, "", None, StatusCode::OK, now).await,
+        Err(e) => error_page(&state, &req, &e),
+    }
+}
+
+async fn render_login(state: &AppState, row: &AuthRequestRow, v: &Validated, username: &str, error: Option<&str>, status: StatusCode, now: i64) -> HttpResponse {
+    let client_name = clients::find(state, &v.client_id, now).await.ok().flatten().map(|c| c.display_name).unwrap_or_else(|| v.client_id.clone());
+    let html = LoginPage { issuer_host: &issuer_host(state), client_name: &client_name, request_id: &row.id, csrf: &row.csrf, username, error }.render().unwrap_or_default();
+    page(status, html)
+}
+
+fn csrf_ok(row: &AuthRequestRow, form: &Form) -> bool {
+    random::secure_eq(form.get("csrf").unwrap_or("").as_bytes(), row.csrf.as_bytes())
+}
+
+pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let form = match Form::parse(&body) {
+        Ok(f) if body.len() <= MAX_FORM => f,
+        _ => return error_page(&state, &req, &Error::new(Kind::InvalidRequest, "malformed form")),
+    };
+    let (row, v) = match flow(&state, &req, form.get("request").unwrap_or(""), now).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    if !csrf_ok(&row, &form) {
+        let e = Error::new(Kind::InvalidRequest, "the form expired or was not sent by this page (CSRF check failed); start again");
+        denied(&state, &e, "login refused", Some(&v.client_id), None);
+        return error_page(&state, &req, &e);
+    }
+    let username = form.get("username").unwrap_or("").to_owned();
+    let password = form.get("password").unwrap_or("").to_owned();
+    let user = match reg::find_user(&state.db, &username).await {
+        Ok(u) => u.filter(|u| u.username == username),
+        Err(e) => return error_page(&state, &req, &e.into()),
+    };
+    // Verify against a dummy hash for unknown users so timing does not tell
+    // which usernames exist. argon2 runs off the async workers.
+    let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let pw_ok = web::block(move || password::verify(&password, &hash)).await.unwrap_or(false);
+    let Some(user) = user.filter(|_| pw_ok && !username.is_empty()) else {
+        let e = Error::new(Kind::LoginFailed, "wrong username or password");
+        denied(&state, &e, "login failed", Some(&v.client_id), None);
+        let ids = ids(&req);
+        let _ = audit::record(
+            &state.db,
+            clock::now_ms(),
+            AuditEvent {
+                event_type: "login_failed",
+                outcome: "failure",
+                client_id: Some(v.client_id.clone()),
+                request_id: ids.request_id,
+                trace_id: ids.trace_id,
+                detail: serde_json::json!({"username": username.chars().take(64).collect::<String>()}),
+                ..Default::default()
+            },
+        )
+        .await;
+        return render_login(&state, &row, &v, &username, Some("Wrong username or password."), StatusCode::UNAUTHORIZED, now).await;
+    };
+    let sid = random::secret_token();
+    let ttl = state.config.load().oauth.login_session_ttl.as_secs() as i64;
+    if let Err(e) = rows::insert_session(&state.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await {
+        return error_page(&state, &req, &e.into());
+    }
+    tracing::info!(user_id = %user.id, client_id = %v.client_id, "user signed in");
+    let mut res = see_other(&format!("/ui/consent?request={}", row.id));
+    let cookie = Cookie::build(SESSION_COOKIE, sid)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure_cookies(&state))
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl))
+        .finish();
+    let _ = res.add_cookie(&cookie);
+    res
+}
+
+/// argon2id of a random string, verified when the username is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
+
+/// Scopes the user has not yet granted this client for each resource.
+async fn missing_consent(state: &AppState, user_id: &str, v: &Validated) -> Result<Vec<(String, Vec<String>)>, Error> {
+    let mut out = Vec::new();
+    for r in &v.resources {
+        let have = rows::consented_scopes(&state.db, user_id, &v.client_id, r).await?.unwrap_or_default();
+        let needed = state.registry.get().resources.iter().find(|x| x.resource.as_str() == r).map(|x| x.scopes.clone()).unwrap_or_default();
+        let wanted: Vec<String> = v.scopes.iter().filter(|s| needed.contains(s)).cloned().collect();
+        let new: Vec<String> = wanted.iter().filter(|s| !have.contains(s)).cloned().collect();
+        out.push((r.clone(), new));
+    }
+    Ok(out)
+}
+
+pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let (row, v) = match flow(&state, &req, &q.request, now).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    let Some(user_id) = current_user(&state, &req, now).await else {
+        return see_other(&format!("/ui/login?request={}", row.id));
+    };
+    let missing = match missing_consent(&state, &user_id, &v).await {
+        Ok(m) => m,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    if !v.prompt_consent && missing.iter().all(|(_, new)| new.is_empty()) {
+        // Remembered consent covers every scope: no page.
+        return finish(&state, &req, &row, &v, &user_id, false, now).await;
+    }
+    let client_name = clients::find(&state, &v.client_id, now).await.ok().flatten().map(|c| c.display_name).unwrap_or_else(|| v.client_id.clone());
+    let username = reg::find_user(&state.db, &user_id).await.ok().flatten().map(|u| u.username).unwrap_or_else(|| user_id.clone());
+    let registry = state.registry.get();
+    let resources = missing
+        .into_iter()
+        .map(|(uri, new_scopes)| {
+            let r = registry.resources.iter().find(|x| x.resource.as_str() == uri);
+            ResourceView {
+                name: r.and_then(|r| r.name.clone()).unwrap_or_else(|| uri.clone()),
+                scopes: v.scopes.iter().filter(|s| r.is_some_and(|r| r.scopes.contains(s))).cloned().collect(),
+                uri,
+                new_scopes,
+            }
+        })
+        .collect();
+    let redirect_host = url::Url::parse(&v.redirect_uri).ok().map(|u| u.host_str().map(str::to_owned).unwrap_or_else(|| format!("{}:", u.scheme()))).unwrap_or_default();
+    let html = ConsentPage {
+        issuer_host: &issuer_host(&state),
+        client_name: &client_name,
+        username: &username,
+        resources,
+        offline_access: v.offline_access,
+        redirect_host: &redirect_host,
+        request_id: &row.id,
+        csrf: &row.csrf,
+    }
+    .render()
+    .unwrap_or_default();
+    page(StatusCode::OK, html)
+}
+
+pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let form = match Form::parse(&body) {
+        Ok(f) if body.len() <= MAX_FORM => f,
+        _ => return error_page(&state, &req, &Error::new(Kind::InvalidRequest, "malformed form")),
+    };
+    let (row, v) = match flow(&state, &req, form.get("request").unwrap_or(""), now).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    if !csrf_ok(&row, &form) {
+        let e = Error::new(Kind::InvalidRequest, "the form expired or was not sent by this page (CSRF check failed); start again");
+        denied(&state, &e, "consent refused", Some(&v.client_id), None);
+        return error_page(&state, &req, &e);
+    }
+    let Some(user_id) = current_user(&state, &req, now).await else {
+        return see_other(&format!("/ui/login?request={}", row.id));
+    };
+    match form.get("decision") {
+        Some("approve") => finish(&state, &req, &row, &v, &user_id, true, now).await,
+        Some("deny") => {
+            let e = Error::new(Kind::AccessDenied, "the user denied access");
+            denied(&state, &e, "authorization denied", Some(&v.client_id), v.resources.first().map(String::as_str));
+            let _ = rows::delete_auth_request(&state.db, &row.id).await;
+            let issuer = state.config.load().server.issuer.clone();
+            to_client(&v.redirect_uri, &[("error", "access_denied"), ("error_description", "the user denied access")], v.state.as_deref(), &issuer)
+        }
+        _ => error_page(&state, &req, &Error::new(Kind::InvalidRequest, "decision must be approve or deny")),
+    }
+}
+
+/// Records consent (when just given), issues the code and sends the browser
+/// back to the client, all in one transaction.
+async fn finish(state: &AppState, req: &HttpRequest, row: &AuthRequestRow, v: &Validated, user_id: &str, granted_now: bool, now: i64) -> HttpResponse {
+    let cfg = state.config.load_full();
+    let code = random::secret_token();
+    let ids = ids(req);
+    let result = async {
+        let txn = state.db.begin().await?;
+        if granted_now {
+            for r in &v.resources {
+                let mut scopes = rows::consented_scopes(&txn, user_id, &v.client_id, r).await?.unwrap_or_default();
+                for s in &v.scopes {
+                    if !scopes.contains(s) {
+                        scopes.push(s.clone());
+                    }
+                }
+                rows::save_consent(&txn, user_id, &v.client_id, r, &scopes, now).await?;
+                audit::record(
+                    &txn,
+                    clock::now_ms(),
+                    AuditEvent {
+                        event_type: "consent_granted",
+                        outcome: "success",
+                        user_id: Some(user_id.to_owned()),
+                        client_id: Some(v.client_id.clone()),
+                        resource: Some(r.clone()),
+                        request_id: ids.request_id.clone(),
+                        trace_id: ids.trace_id.clone(),
+                        detail: serde_json::json!({"scopes": v.scopes}),
+                    },
+                )
+                .await?;
+            }
+        }
+        rows::insert_code(
+            &txn,
+            CodeRow {
+                code_sha256: random::sha256_hex(code.as_bytes()),
+                client_id: v.client_id.clone(),
+                user_id: user_id.to_owned(),
+                redirect_uri: v.redirect_uri.clone(),
+                code_challenge: v.code_challenge.clone(),
+                resources: serde_json::to_string(&v.resources).unwrap_or_default(),
+                scope: v.scopes.join(" "),
+                offline_access: v.offline_access,
+                family_id: random::id("fam_"),
+                created_at: now,
+                expires_at: now + cfg.oauth.authorization_code_ttl.as_secs() as i64,
+                consumed_at: None,
+            },
+        )
+        .await?;
+        rows::delete_auth_request(&txn, &row.id).await?;
+        txn.commit().await?;
+        Ok::<(), sea_orm::DbErr>(())
+    }
+    .await;
+    if let Err(e) = result {
+        return error_page(state, req, &e.into());
+    }
+    tracing::info!(user_id, client_id = %v.client_id, resource = v.resources.first().map(String::as_str).unwrap_or("-"), "authorization code issued");
+    to_client(&v.redirect_uri, &[("code", &code)], v.state.as_deref(), &cfg.server.issuer)
+}

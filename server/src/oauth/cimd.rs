@@ -1,0 +1,190 @@
+//! Client ID Metadata Documents: an https `client_id` names a JSON document
+//! describing the client. Fetched with the SSRF rules of ARCHITECTURE §3:
+//! https only, no redirects, only public addresses (loopback only with
+//! `oauth.cimd_allow_loopback`), 64 KiB, 5 s, cached.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use authplane_core::config::{ClientConfig, GrantType, OAuthConfig, TokenEndpointAuthMethod};
+use authplane_core::redirect::RedirectUri;
+use serde::Deserialize;
+
+use super::clients::{Client, from_document};
+
+const MAX_BYTES: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_TTL: i64 = 300;
+const MAX_TTL: i64 = 86_400;
+
+#[derive(Debug, Deserialize)]
+pub struct Document {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+}
+
+impl Document {
+    pub fn into_client_config(self) -> ClientConfig {
+        ClientConfig {
+            client_id: self.client_id,
+            client_name: self.client_name,
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            client_secret_sha256: None,
+            redirect_uris: self.redirect_uris.iter().filter_map(|u| RedirectUri::parse(u).ok()).collect(),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            allowed_resources: vec![],
+            allowed_scopes: vec![],
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Cache {
+    entries: Mutex<HashMap<String, (i64, Client)>>,
+}
+
+/// True for addresses a CIMD fetch must never reach (RFC 6890 special-use,
+/// private, link-local, loopback unless allowed).
+pub fn forbidden_ip(ip: IpAddr, allow_loopback: bool) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                return !allow_loopback;
+            }
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..=127).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (18..=19).contains(&o[1]))
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_loopback() {
+                return !allow_loopback;
+            }
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_ip(IpAddr::V4(v4), allow_loopback);
+            }
+            let s = v6.segments();
+            v6.is_unspecified() || v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || s[0] == 0x2001 && s[1] == 0x0db8
+        }
+    }
+}
+
+impl Cache {
+    pub async fn resolve(&self, client_id: &str, cfg: &OAuthConfig, now: i64) -> Result<Client, String> {
+        if let Some((exp, c)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(client_id)
+            && *exp > now
+        {
+            return Ok(c.clone());
+        }
+        let (doc, ttl) = fetch(client_id, cfg.cimd_allow_loopback).await?;
+        let client = from_document(doc);
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (exp, _)| *exp > now);
+        }
+        map.insert(client_id.to_owned(), (now + ttl, client.clone()));
+        Ok(client)
+    }
+}
+
+async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64), String> {
+    let url = url::Url::parse(client_id).map_err(|_| "not a URL".to_owned())?;
+    let loopback_http = allow_loopback && url.scheme() == "http";
+    if url.scheme() != "https" && !loopback_http {
+        return Err("must be an https URL".into());
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a fragment or user information".into());
+    }
+    if url.path() == "/" || url.path().is_empty() {
+        return Err("must have a path".into());
+    }
+    let host = url.host_str().ok_or("no host")?.to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    // Resolve once, check every address, and pin the connection to a checked
+    // one so that DNS cannot rebind between the check and the fetch.
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+        .await
+        .map_err(|_| "DNS lookup timed out".to_owned())?
+        .map_err(|e| format!("DNS lookup failed: {e}"))?
+        .collect();
+    let Some(addr) = addrs.first().copied() else { return Err("host has no address".into()) };
+    if let Some(bad) = addrs.iter().find(|a| forbidden_ip(a.ip(), allow_loopback)) {
+        return Err(format!("host resolves to a forbidden address {}", bad.ip()));
+    }
+    if loopback_http && !addr.ip().is_loopback() {
+        return Err("http is allowed only for loopback hosts".into());
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .resolve(&host, addr)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut res = http.get(url.clone()).header("accept", "application/json").send().await.map_err(|e| format!("fetch failed: {e}"))?;
+    if !res.status().is_success() {
+        return Err(format!("fetch answered {}", res.status().as_u16()));
+    }
+    let max_age = res
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<i64>().ok())))
+        .unwrap_or(DEFAULT_TTL)
+        .clamp(60, MAX_TTL);
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| format!("fetch failed: {e}"))? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BYTES {
+            return Err("document larger than 64 KiB".into());
+        }
+    }
+    let doc: Document = serde_json::from_slice(&body).map_err(|e| format!("not a client metadata document: {e}"))?;
+    if doc.client_id != client_id {
+        return Err(format!("client_id in the document ({}) differs from the URL", doc.client_id));
+    }
+    if doc.redirect_uris.is_empty() {
+        return Err("redirect_uris is empty".into());
+    }
+    for u in &doc.redirect_uris {
+        RedirectUri::parse(u).map_err(|e| format!("redirect_uris: {e}"))?;
+    }
+    match doc.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => {}
+        Some(other) => return Err(format!("token_endpoint_auth_method {other} is not supported for metadata-document clients (use none)")),
+    }
+    Ok((doc, max_age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_forbidden() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1"] {
+            assert!(forbidden_ip(ip.parse().unwrap(), false), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+            assert!(!forbidden_ip(ip.parse().unwrap(), false), "{ip}");
+        }
+        assert!(!forbidden_ip("127.0.0.1".parse().unwrap(), true));
+        assert!(forbidden_ip("10.0.0.1".parse().unwrap(), true), "allow_loopback allows loopback only");
+    }
+}

@@ -1,0 +1,149 @@
+//! OAuth errors: one enum, each variant with a stable `ErrName` (logs and
+//! docs/reference/errors.md), its RFC error code, HTTP status and metric
+//! reason. `http/` turns it into RFC 6749 §5.2 JSON or an error redirect.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    InvalidPkce,
+    CodeReplay,
+    RefreshReuse,
+    RedirectUriMismatch,
+    UnknownClient,
+    InvalidTarget,
+    InvalidScope,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    AccessDenied,
+    LoginFailed,
+    InvalidClientMetadata,
+    InvalidRedirectUri,
+    RegistrationDisabled,
+    InvalidToken,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl Kind {
+    /// The stable name in logs (`error=ErrInvalidPKCE`) and the error catalog.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::InvalidRequest => "ErrInvalidRequest",
+            Kind::InvalidClient => "ErrInvalidClient",
+            Kind::InvalidGrant => "ErrInvalidGrant",
+            Kind::InvalidPkce => "ErrInvalidPKCE",
+            Kind::CodeReplay => "ErrCodeReplay",
+            Kind::RefreshReuse => "ErrRefreshReuse",
+            Kind::RedirectUriMismatch => "ErrRedirectURIMismatch",
+            Kind::UnknownClient => "ErrUnknownClient",
+            Kind::InvalidTarget => "ErrInvalidTarget",
+            Kind::InvalidScope => "ErrInvalidScope",
+            Kind::UnauthorizedClient => "ErrUnauthorizedClient",
+            Kind::UnsupportedGrantType => "ErrUnsupportedGrantType",
+            Kind::UnsupportedResponseType => "ErrUnsupportedResponseType",
+            Kind::AccessDenied => "ErrAccessDenied",
+            Kind::LoginFailed => "ErrLoginFailed",
+            Kind::InvalidClientMetadata => "ErrInvalidClientMetadata",
+            Kind::InvalidRedirectUri => "ErrInvalidRedirectURI",
+            Kind::RegistrationDisabled => "ErrRegistrationDisabled",
+            Kind::InvalidToken => "ErrInvalidToken",
+            Kind::ServerError => "ErrServer",
+            Kind::TemporarilyUnavailable => "ErrTemporarilyUnavailable",
+        }
+    }
+
+    /// The OAuth `error` code (RFC 6749 §4.1.2.1, §5.2; RFC 7591 §3.2.2; RFC 8707 §2).
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::InvalidRequest | Kind::RedirectUriMismatch | Kind::UnknownClient => "invalid_request",
+            Kind::InvalidClient => "invalid_client",
+            Kind::InvalidGrant | Kind::InvalidPkce | Kind::CodeReplay | Kind::RefreshReuse => "invalid_grant",
+            Kind::InvalidTarget => "invalid_target",
+            Kind::InvalidScope => "invalid_scope",
+            Kind::UnauthorizedClient => "unauthorized_client",
+            Kind::UnsupportedGrantType => "unsupported_grant_type",
+            Kind::UnsupportedResponseType => "unsupported_response_type",
+            Kind::AccessDenied | Kind::LoginFailed | Kind::RegistrationDisabled => "access_denied",
+            Kind::InvalidClientMetadata => "invalid_client_metadata",
+            Kind::InvalidRedirectUri => "invalid_redirect_uri",
+            Kind::InvalidToken => "invalid_token",
+            Kind::ServerError => "server_error",
+            Kind::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Kind::InvalidClient | Kind::InvalidToken => 401,
+            Kind::RegistrationDisabled | Kind::AccessDenied => 403,
+            Kind::ServerError => 500,
+            Kind::TemporarilyUnavailable => 503,
+            _ => 400,
+        }
+    }
+
+    /// The `reason` label of `authserver_auth_denied_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Kind::InvalidRequest | Kind::UnknownClient | Kind::InvalidClientMetadata | Kind::InvalidRedirectUri => "invalid_request",
+            Kind::InvalidClient | Kind::InvalidToken => "invalid_client",
+            Kind::InvalidGrant => "invalid_grant",
+            Kind::InvalidPkce => "invalid_pkce",
+            Kind::CodeReplay => "code_replay",
+            Kind::RefreshReuse => "refresh_reuse",
+            Kind::RedirectUriMismatch => "redirect_uri_mismatch",
+            Kind::InvalidTarget => "invalid_target",
+            Kind::InvalidScope => "invalid_scope",
+            Kind::UnauthorizedClient | Kind::RegistrationDisabled => "unauthorized_client",
+            Kind::UnsupportedGrantType | Kind::UnsupportedResponseType => "unsupported_grant_type",
+            Kind::AccessDenied => "access_denied",
+            Kind::LoginFailed => "login_failed",
+            Kind::ServerError | Kind::TemporarilyUnavailable => "server_error",
+        }
+    }
+}
+
+/// An OAuth failure with a human description (never a secret).
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: Kind,
+    pub description: String,
+}
+
+impl Error {
+    pub fn new(kind: Kind, description: impl Into<String>) -> Self {
+        Error { kind, description: description.into() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.kind.name(), self.kind.code(), self.description)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = "ErrDatabase", detail = %crate::store::one_line(&e.to_string()), "storage failed during an OAuth request");
+        Error::new(Kind::TemporarilyUnavailable, "storage is unavailable; retry later")
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        crate::store::StoreError::from(e).into()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub fn invalid_request(d: impl Into<String>) -> Error {
+    Error::new(Kind::InvalidRequest, d)
+}

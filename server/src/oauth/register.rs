@@ -1,0 +1,134 @@
+//! Dynamic client registration (RFC 7591). Redirect URIs follow the same
+//! rules as configured clients (https, loopback http, private-use schemes;
+//! never `javascript:`, `data:`, fragments or wildcards).
+
+use authplane_core::config::{ClientConfig, GrantType, TokenEndpointAuthMethod, validate_client};
+use authplane_core::redirect::RedirectUri;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{Error, Kind};
+use crate::store::registry::ClientExtras;
+
+/// The registration request: typed fields plus whatever else the client
+/// sent, kept as metadata.
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub client_name: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub application_type: Option<String>,
+    pub scope: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Response {
+    pub client_id: String,
+    pub client_id_issued_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<i64>,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<&'static str>,
+    pub response_types: Vec<&'static str>,
+    pub token_endpoint_auth_method: &'static str,
+    pub application_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Metadata members we keep and echo; anything else is dropped (RFC 7591 §2
+/// lets the server ignore what it does not understand).
+const KEPT: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"];
+
+fn meta_err(d: impl Into<String>) -> Error {
+    Error::new(Kind::InvalidClientMetadata, d)
+}
+
+/// Validates a request into a client, its extras and the response skeleton
+/// (the caller fills in the secret).
+pub fn validate(req: Request, client_id: String, secret_sha256: impl FnOnce() -> Option<(String, String)>) -> Result<(ClientConfig, ClientExtras, Response, Option<String>), Error> {
+    let method = match req.token_endpoint_auth_method.as_deref() {
+        // RFC 7591 §2 defaults to client_secret_basic; MCP clients send `none`.
+        None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
+        Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
+        Some("none") => TokenEndpointAuthMethod::None,
+        Some(other) => return Err(meta_err(format!("token_endpoint_auth_method {other} is not supported (none, client_secret_basic, client_secret_post)"))),
+    };
+    let mut grant_types = Vec::new();
+    for g in req.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]) {
+        let t = match g.as_str() {
+            "authorization_code" => GrantType::AuthorizationCode,
+            "refresh_token" => GrantType::RefreshToken,
+            "client_credentials" => GrantType::ClientCredentials,
+            other => return Err(meta_err(format!("grant_type {other} is not supported"))),
+        };
+        if !grant_types.contains(&t) {
+            grant_types.push(t);
+        }
+    }
+    // A public client that can use the code grant gets refresh tokens too
+    // (MCP clients rely on rotation; OAuth 2.1 §4.3.1 requires it for them).
+    if grant_types.contains(&GrantType::AuthorizationCode) && !grant_types.contains(&GrantType::RefreshToken) && req.grant_types.is_none() {
+        grant_types.push(GrantType::RefreshToken);
+    }
+    if let Some(rts) = &req.response_types
+        && rts.iter().any(|r| r != "code")
+    {
+        return Err(meta_err("response_types may only contain code"));
+    }
+    let application_type = match req.application_type.as_deref() {
+        None | Some("web") => "web",
+        Some("native") => "native",
+        Some(other) => return Err(meta_err(format!("application_type {other} is not supported (web, native)"))),
+    };
+    let mut redirect_uris = Vec::new();
+    for u in &req.redirect_uris {
+        redirect_uris.push(RedirectUri::parse(u).map_err(|e| Error::new(Kind::InvalidRedirectUri, e.to_string()))?);
+    }
+    if let Some(name) = &req.client_name
+        && (name.len() > 200 || name.chars().any(char::is_control))
+    {
+        return Err(meta_err("client_name is longer than 200 characters or has control characters"));
+    }
+    let secret = if method.is_confidential() { secret_sha256() } else { None };
+    let client = ClientConfig {
+        client_id: client_id.clone(),
+        client_name: req.client_name.clone(),
+        token_endpoint_auth_method: method,
+        client_secret_sha256: secret.as_ref().map(|(_, d)| d.clone()),
+        redirect_uris,
+        grant_types: grant_types.clone(),
+        allowed_resources: vec![],
+        allowed_scopes: vec![],
+    };
+    validate_client("client", &client, |_| true).map_err(|e| {
+        if e.key.contains("redirect_uris") { Error::new(Kind::InvalidRedirectUri, e.problem) } else { meta_err(format!("{}: {}", e.key, e.problem)) }
+    })?;
+    let other: Map<String, Value> = req.other.into_iter().filter(|(k, v)| KEPT.contains(&k.as_str()) && (v.is_string() || v.is_array())).collect();
+    let extras = ClientExtras { application_type: application_type.to_owned(), metadata: Value::Object(other.clone()) };
+    let response = Response {
+        client_id,
+        client_id_issued_at: 0,
+        client_secret: None,
+        client_secret_expires_at: secret.as_ref().map(|_| 0),
+        client_name: req.client_name,
+        redirect_uris: req.redirect_uris,
+        grant_types: grant_types.iter().map(|g| g.as_str()).collect(),
+        response_types: vec!["code"],
+        token_endpoint_auth_method: method.as_str(),
+        application_type: application_type.to_owned(),
+        scope: req.scope,
+        other,
+    };
+    Ok((client, extras, response, secret.map(|(s, _)| s)))
+}

@@ -1,0 +1,93 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636 §4.6): single
+//! use; a replayed code revokes what it issued (RFC 6749 §4.1.2).
+
+use authplane_core::config::{ClientConfig, GrantType};
+use sea_orm::TransactionTrait;
+
+use super::{Outcome, RequestIds, TokenResponse, issue_access, narrow_resources, revoke_family_for};
+use crate::app::AppState;
+use crate::oauth::error::{Error, Kind};
+use crate::oauth::form::Form;
+use crate::oauth::pkce;
+use crate::random::{secret_token, sha256_hex};
+use crate::store::audit::{self, AuditEvent};
+use crate::store::oauth::{self as rows, FamilyRow};
+
+pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+    let code = form.get("code").ok_or_else(|| Error::new(Kind::InvalidRequest, "code is required"))?;
+    let verifier = form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
+    let digest = sha256_hex(code.as_bytes());
+    let Some(row) = rows::get_code(&state.db, &digest).await? else {
+        return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
+    };
+    let resources: Vec<String> = serde_json::from_str(&row.resources).unwrap_or_default();
+    outcome.resource = resources.first().cloned();
+    if row.client_id != client.client_id {
+        return Err(Error::new(Kind::InvalidGrant, "authorization code was issued to another client"));
+    }
+    if row.consumed_at.is_some() {
+        revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
+        return Err(Error::new(Kind::CodeReplay, "authorization code was already used; the tokens it issued are revoked"));
+    }
+    if row.expires_at <= now {
+        return Err(Error::new(Kind::InvalidGrant, "authorization code expired"));
+    }
+    if let Some(uri) = form.get("redirect_uri")
+        && uri != row.redirect_uri
+    {
+        return Err(Error::new(Kind::RedirectUriMismatch, "redirect_uri differs from the authorization request"));
+    }
+    if !pkce::verify_s256(verifier, &row.code_challenge) {
+        return Err(Error::new(Kind::InvalidPkce, "code_verifier does not match the code_challenge"));
+    }
+    let aud = narrow_resources(&form.resource, &resources)?;
+
+    let cfg = state.config.load();
+    let refresh_allowed = client.grant_types.contains(&GrantType::RefreshToken);
+    let txn = state.db.begin().await?;
+    if !rows::consume_code(&txn, &digest, now).await? {
+        // Lost a race with a concurrent exchange of the same code.
+        drop(txn);
+        revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
+        return Err(Error::new(Kind::CodeReplay, "authorization code was already used; the tokens it issued are revoked"));
+    }
+    rows::insert_family(
+        &txn,
+        FamilyRow {
+            id: row.family_id.clone(),
+            client_id: row.client_id.clone(),
+            user_id: row.user_id.clone(),
+            resources: row.resources.clone(),
+            scope: row.scope.clone(),
+            created_at: now,
+            expires_at: now + cfg.oauth.refresh_token_ttl.as_secs() as i64,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    let refresh_token = if refresh_allowed {
+        let t = secret_token();
+        rows::insert_refresh(&txn, sha256_hex(t.as_bytes()), row.family_id.clone(), now).await?;
+        Some(t)
+    } else {
+        None
+    };
+    let (access_token, expires_in) = issue_access(state, &txn, &row.user_id, &row.client_id, &aud, &row.scope, Some(&row.family_id), now).await?;
+    audit::record(
+        &txn,
+        crate::clock::now_ms(),
+        AuditEvent {
+            event_type: "token_issued",
+            outcome: "success",
+            user_id: Some(row.user_id.clone()),
+            client_id: Some(row.client_id.clone()),
+            resource: aud.first().cloned(),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+            detail: serde_json::json!({"grant_type": "authorization_code", "scope": row.scope, "aud": aud, "refresh_token": refresh_token.is_some()}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope: row.scope, refresh_token })
+}

@@ -1,0 +1,41 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4) for confidential clients:
+//! the client is the subject. One write: the audit row.
+
+use authplane_core::config::ClientConfig;
+
+use super::{Outcome, RequestIds, TokenResponse, issue_access};
+use crate::app::AppState;
+use crate::oauth::error::{Error, Kind};
+use crate::oauth::form::Form;
+use crate::oauth::scopes;
+use crate::store::audit::{self, AuditEvent};
+
+pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+    if !client.token_endpoint_auth_method.is_confidential() {
+        return Err(Error::new(Kind::UnauthorizedClient, "client_credentials needs a confidential client"));
+    }
+    let registry = state.registry.get();
+    let resources = scopes::select_resources(&form.resource, client, &registry.resources)?;
+    outcome.resource = resources.first().map(|r| r.to_string());
+    let cfg = state.config.load();
+    let grant = scopes::select_scopes(form.get("scope"), &resources, client, &registry.resources, &cfg.oauth)?;
+    let aud: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
+    let scope = grant.scope_string();
+    let (access_token, expires_in) = issue_access(state, &state.db, &client.client_id, &client.client_id, &aud, &scope, None, now).await?;
+    audit::record(
+        &state.db,
+        crate::clock::now_ms(),
+        AuditEvent {
+            event_type: "token_issued",
+            outcome: "success",
+            client_id: Some(client.client_id.clone()),
+            resource: aud.first().cloned(),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+            detail: serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None })
+}

@@ -1,0 +1,168 @@
+//! The token endpoint (RFC 6749 §3.2, §5): one file per grant type,
+//! dispatched on [`GrantType`], never on a raw string.
+
+pub mod authorization_code;
+pub mod client_credentials;
+pub mod refresh_token;
+
+use authplane_core::config::GrantType;
+use sea_orm::ConnectionTrait;
+use serde::Serialize;
+
+use super::client_auth::{self, Presented};
+use super::clients;
+use super::error::{Error, Kind};
+use super::form::Form;
+use super::jwt::{self, AccessClaims};
+use crate::app::AppState;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::oauth as rows;
+
+/// Ids that tie audit rows and logs to the HTTP request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIds {
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// What the handler logs about a request, success or failure.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub grant_type: Option<GrantType>,
+    pub client_id: Option<String>,
+    pub resource: Option<String>,
+}
+
+fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
+    match s {
+        Some("authorization_code") => Ok(GrantType::AuthorizationCode),
+        Some("refresh_token") => Ok(GrantType::RefreshToken),
+        Some("client_credentials") => Ok(GrantType::ClientCredentials),
+        Some(other) => Err(Error::new(Kind::UnsupportedGrantType, format!("grant_type {other} is not supported"))),
+        None => Err(Error::new(Kind::InvalidRequest, "grant_type is required")),
+    }
+}
+
+/// Authenticates the client and runs the grant.
+pub async fn exchange(state: &AppState, form: Form, authorization: Option<&str>, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+    let grant = grant_type(form.get("grant_type"))?;
+    outcome.grant_type = Some(grant);
+    let presented: Presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
+    outcome.client_id = Some(presented.client_id.clone());
+    let client = clients::find(state, &presented.client_id, now).await?.ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
+    client_auth::verify(&client.spec, &presented)?;
+    if !client.spec.grant_types.contains(&grant) {
+        return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
+    }
+    match grant {
+        GrantType::AuthorizationCode => authorization_code::exchange(state, &client.spec, &form, ids, now, outcome).await,
+        GrantType::RefreshToken => refresh_token::exchange(state, &client.spec, &form, ids, now, outcome).await,
+        GrantType::ClientCredentials => client_credentials::exchange(state, &client.spec, &form, ids, now, outcome).await,
+    }
+}
+
+/// Signs an access token and, for user grants, records its `jti` in the
+/// family so that revoking the family revokes it too.
+pub(crate) async fn issue_access<C: ConnectionTrait>(
+    state: &AppState,
+    conn: &C,
+    sub: &str,
+    client_id: &str,
+    aud: &[String],
+    scope: &str,
+    family: Option<&str>,
+    now: i64,
+) -> Result<(String, i64), Error> {
+    let cfg = state.config.load();
+    let ttl = cfg.oauth.access_token_ttl.as_secs() as i64;
+    let claims = AccessClaims {
+        iss: cfg.server.issuer.clone(),
+        sub: sub.to_owned(),
+        aud: aud.to_vec(),
+        client_id: client_id.to_owned(),
+        scope: scope.to_owned(),
+        iat: now,
+        exp: now + ttl,
+        jti: crate::random::id(""),
+    };
+    let token = jwt::mint(&state.keys, &claims, now)?;
+    if let Some(f) = family {
+        rows::insert_access(conn, claims.jti.clone(), Some(f.to_owned()), client_id.to_owned(), claims.exp).await?;
+    }
+    Ok((token, ttl))
+}
+
+/// Revokes a family after a replayed code or a reused refresh token, with
+/// the audit row, in one transaction.
+pub(crate) async fn revoke_family_for(state: &AppState, family_id: &str, client_id: &str, user_id: &str, why: &'static str, ids: &RequestIds, now: i64) -> Result<(), Error> {
+    use sea_orm::TransactionTrait;
+    let txn = state.db.begin().await?;
+    let was_live = rows::revoke_family(&txn, family_id, now).await?;
+    audit::record(
+        &txn,
+        crate::clock::now_ms(),
+        AuditEvent {
+            event_type: "token_revoked",
+            outcome: "success",
+            user_id: Some(user_id.to_owned()),
+            client_id: Some(client_id.to_owned()),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+            detail: serde_json::json!({"reason": why, "scope": "family", "was_live": was_live}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(client_id, user_id, reason = why, "token family revoked");
+    Ok(())
+}
+
+/// RFC 8707 §2.2 on the token endpoint: requested resources must be a subset
+/// of what was granted; none requested = all of them.
+pub(crate) fn narrow_resources(requested: &[String], granted: &[String]) -> Result<Vec<String>, Error> {
+    if requested.is_empty() {
+        return Ok(granted.to_vec());
+    }
+    let mut out = Vec::new();
+    for r in requested {
+        let canon = authplane_core::ResourceUri::parse(r).map_err(|e| Error::new(Kind::InvalidTarget, format!("resource: {e}")))?.to_string();
+        if !granted.contains(&canon) {
+            return Err(Error::new(Kind::InvalidTarget, format!("resource {canon} was not granted")));
+        }
+        if !out.contains(&canon) {
+            out.push(canon);
+        }
+    }
+    Ok(out)
+}
+
+/// Requested scopes must be a subset of the granted ones (RFC 6749 §6).
+pub(crate) fn narrow_scope(requested: Option<&str>, granted: &str) -> Result<String, Error> {
+    let Some(req) = requested else { return Ok(granted.to_owned()) };
+    let g: Vec<&str> = granted.split(' ').collect();
+    let mut out: Vec<&str> = Vec::new();
+    for s in authplane_core::scope::split(req) {
+        if s == super::scopes::OFFLINE_ACCESS {
+            continue;
+        }
+        if !g.contains(&s) {
+            return Err(Error::new(Kind::InvalidScope, format!("scope {s} was not granted")));
+        }
+        out.push(s);
+    }
+    if out.is_empty() {
+        return Err(Error::new(Kind::InvalidScope, "scope is empty"));
+    }
+    Ok(out.join(" "))
+}

@@ -1,0 +1,216 @@
+//! Storage of OAuth state. Every secret is stored as its SHA-256 digest; the
+//! functions take digests, never the secrets themselves.
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+
+use super::entities::{access_token, auth_request, authorization_code, consent, refresh_token, session, token_family};
+
+pub use access_token::Model as AccessTokenRow;
+pub use auth_request::Model as AuthRequestRow;
+pub use authorization_code::Model as CodeRow;
+pub use token_family::Model as FamilyRow;
+
+// ---- pending authorization requests ----
+
+pub async fn insert_auth_request<C: ConnectionTrait>(db: &C, row: AuthRequestRow) -> Result<(), DbErr> {
+    auth_request::Entity::insert(auth_request::ActiveModel {
+        id: Set(row.id),
+        browser_sha256: Set(row.browser_sha256),
+        csrf: Set(row.csrf),
+        client_id: Set(row.client_id),
+        params: Set(row.params),
+        user_id: Set(row.user_id),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_auth_request<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Result<Option<AuthRequestRow>, DbErr> {
+    Ok(auth_request::Entity::find_by_id(id.to_owned()).one(db).await?.filter(|r| r.expires_at > now))
+}
+
+pub async fn delete_auth_request<C: ConnectionTrait>(db: &C, id: &str) -> Result<(), DbErr> {
+    auth_request::Entity::delete_by_id(id.to_owned()).exec(db).await?;
+    Ok(())
+}
+
+// ---- browser sessions ----
+
+pub async fn insert_session<C: ConnectionTrait>(db: &C, id_sha256: String, user_id: String, now: i64, expires_at: i64) -> Result<(), DbErr> {
+    session::Entity::insert(session::ActiveModel { id_sha256: Set(id_sha256), user_id: Set(user_id), created_at: Set(now), expires_at: Set(expires_at) })
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The user of a live session.
+pub async fn session_user<C: ConnectionTrait>(db: &C, id_sha256: &str, now: i64) -> Result<Option<String>, DbErr> {
+    Ok(session::Entity::find_by_id(id_sha256.to_owned()).one(db).await?.filter(|s| s.expires_at > now).map(|s| s.user_id))
+}
+
+// ---- consents ----
+
+pub async fn consented_scopes<C: ConnectionTrait>(db: &C, user_id: &str, client_id: &str, resource: &str) -> Result<Option<Vec<String>>, DbErr> {
+    let row = consent::Entity::find_by_id((user_id.to_owned(), client_id.to_owned(), resource.to_owned())).one(db).await?;
+    Ok(row.map(|r| serde_json::from_str(&r.scopes).unwrap_or_default()))
+}
+
+pub async fn save_consent<C: ConnectionTrait>(db: &C, user_id: &str, client_id: &str, resource: &str, scopes: &[String], now: i64) -> Result<(), DbErr> {
+    consent::Entity::insert(consent::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        client_id: Set(client_id.to_owned()),
+        resource: Set(resource.to_owned()),
+        scopes: Set(serde_json::to_string(scopes).unwrap_or_else(|_| "[]".into())),
+        granted_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([consent::Column::UserId, consent::Column::ClientId, consent::Column::Resource])
+            .update_columns([consent::Column::Scopes, consent::Column::GrantedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+// ---- authorization codes ----
+
+pub async fn insert_code<C: ConnectionTrait>(db: &C, row: CodeRow) -> Result<(), DbErr> {
+    authorization_code::Entity::insert(authorization_code::ActiveModel {
+        code_sha256: Set(row.code_sha256),
+        client_id: Set(row.client_id),
+        user_id: Set(row.user_id),
+        redirect_uri: Set(row.redirect_uri),
+        code_challenge: Set(row.code_challenge),
+        resources: Set(row.resources),
+        scope: Set(row.scope),
+        offline_access: Set(row.offline_access),
+        family_id: Set(row.family_id),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+        consumed_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_code<C: ConnectionTrait>(db: &C, code_sha256: &str) -> Result<Option<CodeRow>, DbErr> {
+    authorization_code::Entity::find_by_id(code_sha256.to_owned()).one(db).await
+}
+
+/// Marks the code used; false when it already was (the single-use check,
+/// atomic in both databases).
+pub async fn consume_code<C: ConnectionTrait>(db: &C, code_sha256: &str, now: i64) -> Result<bool, DbErr> {
+    let r = authorization_code::Entity::update_many()
+        .col_expr(authorization_code::Column::ConsumedAt, Expr::value(now))
+        .filter(authorization_code::Column::CodeSha256.eq(code_sha256))
+        .filter(authorization_code::Column::ConsumedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected == 1)
+}
+
+// ---- token families, refresh and access tokens ----
+
+pub async fn insert_family<C: ConnectionTrait>(db: &C, row: FamilyRow) -> Result<(), DbErr> {
+    token_family::Entity::insert(token_family::ActiveModel {
+        id: Set(row.id),
+        client_id: Set(row.client_id),
+        user_id: Set(row.user_id),
+        resources: Set(row.resources),
+        scope: Set(row.scope),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_family<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<FamilyRow>, DbErr> {
+    token_family::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+/// Revokes a family and every access token issued in it. Returns whether the
+/// family was live before.
+pub async fn revoke_family<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Result<bool, DbErr> {
+    let r = token_family::Entity::update_many()
+        .col_expr(token_family::Column::RevokedAt, Expr::value(now))
+        .filter(token_family::Column::Id.eq(id))
+        .filter(token_family::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+        .filter(access_token::Column::FamilyId.eq(id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected > 0)
+}
+
+pub async fn insert_refresh<C: ConnectionTrait>(db: &C, token_sha256: String, family_id: String, now: i64) -> Result<(), DbErr> {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
+        token_sha256: Set(token_sha256),
+        family_id: Set(family_id),
+        created_at: Set(now),
+        rotated_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_refresh<C: ConnectionTrait>(db: &C, token_sha256: &str) -> Result<Option<refresh_token::Model>, DbErr> {
+    refresh_token::Entity::find_by_id(token_sha256.to_owned()).one(db).await
+}
+
+/// Marks a refresh token spent; false when it already was (reuse).
+pub async fn rotate_refresh<C: ConnectionTrait>(db: &C, token_sha256: &str, now: i64) -> Result<bool, DbErr> {
+    let r = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+        .filter(refresh_token::Column::TokenSha256.eq(token_sha256))
+        .filter(refresh_token::Column::RotatedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(r.rows_affected == 1)
+}
+
+pub async fn insert_access<C: ConnectionTrait>(db: &C, jti: String, family_id: Option<String>, client_id: String, expires_at: i64) -> Result<(), DbErr> {
+    access_token::Entity::insert(access_token::ActiveModel {
+        jti: Set(jti),
+        family_id: Set(family_id),
+        client_id: Set(client_id),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Records an access token as revoked (RFC 7009); works for tokens that were
+/// never recorded (client credentials) too.
+pub async fn revoke_access<C: ConnectionTrait>(db: &C, jti: &str, client_id: &str, expires_at: i64, now: i64) -> Result<(), DbErr> {
+    access_token::Entity::insert(access_token::ActiveModel {
+        jti: Set(jti.to_owned()),
+        family_id: Set(None),
+        client_id: Set(client_id.to_owned()),
+        expires_at: Set(expires_at),
+        revoked_at: Set(Some(now)),
+    })
+    .on_conflict(OnConflict::column(access_token::Column::Jti).update_column(access_token::Column::RevokedAt).to_owned())
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_access<C: ConnectionTrait>(db: &C, jti: &str) -> Result<Option<AccessTokenRow>, DbErr> {
+    access_token::Entity::find_by_id(jti.to_owned()).one(db).await
+}
