@@ -122,7 +122,7 @@ export async function startMcpServer({ issuer, port }) {
     MCP_SERVER_BIN,
     ['--listen', `127.0.0.1:${port}`, '--resource', resource, '--issuer', issuer],
     /msg="mcp server started"/,
-    { RUST_LOG: 'info' },
+    { RUST_LOG: 'info,rmcp=warn' },
   );
   return {
     url: resource,

@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, env = "AUTHPLANE_JWKS_URI")]
     jwks_uri: Option<String>,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     log: String,
 }
 
