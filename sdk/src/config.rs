@@ -115,7 +115,8 @@ impl ProtectedResource {
 
     /// The scopes named in a 401 challenge, which clients request on first
     /// authorization; the rest are obtained by step-up (a 403
-    /// `insufficient_scope`). Defaults to all of [`Self::with_scopes`].
+    /// `insufficient_scope`). Defaults to all of [`Self::with_scopes`]; call
+    /// it after `with_scopes`, since each default must be one of the scopes.
     pub fn with_default_scopes<I, S>(self, scopes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,

@@ -203,10 +203,7 @@ pub fn token(name: &str, sign: &str, header: Value, claims: Value) -> Value {
 /// Mints tokens with `jose` through `sdk/tests/js/mint.mjs`.
 pub fn mint(key: Option<&SigningKeyFile>, tokens: &[Value]) -> HashMap<String, String> {
     let js = workspace_root().join("sdk/tests/js");
-    assert!(
-        js.join("node_modules/jose").exists(),
-        "jose is not installed: run sdk/tests/run.sh (or `npm ci` in sdk/tests/js)"
-    );
+    install_npm_packages(&js);
     let key = key.map(|k| json!({"kid": k.kid, "private_key_pem": k.private_key_pem.expose()}));
     let input = json!({"key": key, "tokens": tokens});
     let mut child = Command::new("node")
@@ -220,6 +217,23 @@ pub fn mint(key: Option<&SigningKeyFile>, tokens: &[Value]) -> HashMap<String, S
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "mint.mjs failed");
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `npm ci` once per test process when the pinned packages are missing
+/// (sdk/tests/run.sh normally installs them first).
+fn install_npm_packages(js: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if js.join("node_modules/jose").exists() && js.join("node_modules/@modelcontextprotocol/sdk").exists() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(js)
+            .status()
+            .expect("npm is needed to install jose");
+        assert!(status.success(), "npm ci in {} failed", js.display());
+    });
 }
 
 /// A `tracing` subscriber for the current thread that records logfmt lines.
