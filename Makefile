@@ -1,5 +1,5 @@
 # AuthPlane. `make run` and `make test` are all a fresh machine needs.
-.PHONY: run test lint fmt build release help
+.PHONY: run test lint fmt build release help demo
 
 CONFIG ?= config/dev.yaml
 
@@ -8,12 +8,17 @@ help:
 	@echo "make test   - install/start what the tests need, run every suite"
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make build  - debug build of the workspace"
+	@echo "make demo   - the AS plus the example MCP server on :8080"
 
 run:
 	cargo run --locked -p authplane-server --bin authserver -- --config $(CONFIG) serve
 
 test:
 	scripts/test.sh
+
+# The AS and the example MCP server (sdk/examples/mcp-server) together.
+demo:
+	sdk/examples/mcp-server/demo.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -566,7 +566,12 @@ impl Config {
             match &self.oauth.initial_access_token {
                 Some(t) if t.expose().len() >= 16 => {}
                 _ => {
-                    return Err(err(k("oauth.initial_access_token"), None, "missing or shorter than 16 characters while oauth.registration is token", "set a long random token, e.g. `openssl rand -hex 32`"));
+                    return Err(err(
+                        k("oauth.initial_access_token"),
+                        None,
+                        "missing or shorter than 16 characters while oauth.registration is token",
+                        "set a long random token, e.g. `openssl rand -hex 32`",
+                    ));
                 }
             }
         }

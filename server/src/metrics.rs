@@ -53,8 +53,10 @@ pub const DENIAL_REASONS: &[&str] = &[
     "invalid_scope",
     "unauthorized_client",
     "unsupported_grant_type",
+    "unsupported_response_type",
     "access_denied",
     "login_failed",
+    "server_error",
 ];
 
 /// Stable `reason` values of `authplane_dpop_proofs_rejected_total`.

@@ -100,9 +100,18 @@ enum AccessTokens {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(Clients::Table).add_column(string(Clients::ApplicationType).default("web")).to_owned())
+            .alter_table(
+                Table::alter()
+                    .table(Clients::Table)
+                    .add_column(string(Clients::ApplicationType).default("web"))
+                    .to_owned(),
+            )
             .await?;
-        manager.alter_table(Table::alter().table(Clients::Table).add_column(text(Clients::Metadata).default("{}")).to_owned()).await?;
+        manager
+            .alter_table(
+                Table::alter().table(Clients::Table).add_column(text(Clients::Metadata).default("{}")).to_owned(),
+            )
+            .await?;
 
         manager
             .create_table(
@@ -230,7 +239,9 @@ impl MigrationTrait for Migration {
             manager.drop_table(Table::drop().table(t).if_exists().to_owned()).await?;
         }
         manager.alter_table(Table::alter().table(Clients::Table).drop_column(Clients::Metadata).to_owned()).await?;
-        manager.alter_table(Table::alter().table(Clients::Table).drop_column(Clients::ApplicationType).to_owned()).await?;
+        manager
+            .alter_table(Table::alter().table(Clients::Table).drop_column(Clients::ApplicationType).to_owned())
+            .await?;
         Ok(())
     }
 }

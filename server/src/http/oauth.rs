@@ -34,7 +34,10 @@ pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
     b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
     if e.kind == Kind::InvalidClient {
         // RFC 6749 §5.2: 401 with the scheme the client tried.
-        b.insert_header((header::WWW_AUTHENTICATE, if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" }));
+        b.insert_header((
+            header::WWW_AUTHENTICATE,
+            if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" },
+        ));
     }
     b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
 }
@@ -49,7 +52,10 @@ pub async fn preflight() -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization, content-type, mcp-protocol-version, dpop"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "authorization, content-type, mcp-protocol-version, dpop",
+        ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
         .finish()
 }
@@ -93,7 +99,12 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
                 state.metrics.tokens_issued.get_or_create(&GrantLabels { grant_type: g.as_str() }).inc();
             }
             tracing::info!(client_id = outcome.client_id.as_deref().unwrap_or("-"), grant_type = outcome.grant_type.map_or("-", |g| g.as_str()), resource = outcome.resource.as_deref().unwrap_or("-"), scope = %tokens.scope, "token issued");
-            cors(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache")).json(tokens))
+            cors(
+                HttpResponse::Ok()
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .insert_header((header::PRAGMA, "no-cache"))
+                    .json(tokens),
+            )
         }
         Err(e) => {
             denied(&state, &e, "token issuance failed", outcome.client_id.as_deref(), outcome.resource.as_deref());
@@ -111,10 +122,19 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
     };
     use authplane_core::config::RegistrationPolicy;
     match cfg.oauth.registration {
-        RegistrationPolicy::Off => return fail(Error::new(Kind::RegistrationDisabled, "dynamic client registration is disabled on this server")),
+        RegistrationPolicy::Off => {
+            return fail(Error::new(
+                Kind::RegistrationDisabled,
+                "dynamic client registration is disabled on this server",
+            ));
+        }
         RegistrationPolicy::Token => {
             let presented = authorization(&req).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
-            let ok = cfg.oauth.initial_access_token.as_ref().is_some_and(|t| random::secure_eq(presented.as_bytes(), t.expose().as_bytes()));
+            let ok = cfg
+                .oauth
+                .initial_access_token
+                .as_ref()
+                .is_some_and(|t| random::secure_eq(presented.as_bytes(), t.expose().as_bytes()));
             if !ok {
                 let e = Error::new(Kind::InvalidToken, "an initial access token is required (Authorization: Bearer …)");
                 denied(&state, &e, "client registration failed", None, None);
@@ -172,9 +192,16 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
 }
 
 /// Authenticates the caller of revoke/introspect (RFC 7009 §2.1, RFC 7662 §2.1).
-async fn authenticated_client(state: &AppState, req: &HttpRequest, form: &Form, now: i64) -> Result<authplane_core::config::ClientConfig, Error> {
+async fn authenticated_client(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &Form,
+    now: i64,
+) -> Result<authplane_core::config::ClientConfig, Error> {
     let p = client_auth::presented(authorization(req), form.get("client_id"), form.get("client_secret"))?;
-    let client = clients::find(state, &p.client_id, now).await?.ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
+    let client = clients::find(state, &p.client_id, now)
+        .await?
+        .ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
     client_auth::verify(&client.spec, &p)?;
     Ok(client.spec)
 }

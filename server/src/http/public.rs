@@ -58,22 +58,31 @@ pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
     // understood on requests but not advertised (MCP 2026-07-28 clients then
     // do not add it to challenges).
     let scopes_supported = state.registry.get().scopes_supported.clone();
-    let auth_methods = || Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned(), "none".to_owned()]);
+    let auth_methods =
+        || Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned(), "none".to_owned()]);
     use authplane_core::config::RegistrationPolicy;
     AuthorizationServerMetadata {
         authorization_endpoint: Some(format!("{issuer}/oauth/authorize")),
         token_endpoint: Some(format!("{issuer}/oauth/token")),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-        registration_endpoint: (cfg.oauth.registration != RegistrationPolicy::Off).then(|| format!("{issuer}/oauth/register")),
+        registration_endpoint: (cfg.oauth.registration != RegistrationPolicy::Off)
+            .then(|| format!("{issuer}/oauth/register")),
         scopes_supported,
         response_types_supported: vec!["code".into()],
         response_modes_supported: Some(vec!["query".into()]),
-        grant_types_supported: Some(vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()]),
+        grant_types_supported: Some(vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "client_credentials".into(),
+        ]),
         token_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint: Some(format!("{issuer}/oauth/revoke")),
         revocation_endpoint_auth_methods_supported: auth_methods(),
         introspection_endpoint: Some(format!("{issuer}/oauth/introspect")),
-        introspection_endpoint_auth_methods_supported: Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned()]),
+        introspection_endpoint_auth_methods_supported: Some(vec![
+            "client_secret_basic".to_owned(),
+            "client_secret_post".to_owned(),
+        ]),
         code_challenge_methods_supported: Some(vec!["S256".into()]),
         authorization_response_iss_parameter_supported: Some(true),
         client_id_metadata_document_supported: Some(cfg.oauth.client_id_metadata_documents),

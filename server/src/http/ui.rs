@@ -91,13 +91,27 @@ fn page(status: StatusCode, html: String) -> HttpResponse {
 
 fn error_page(state: &AppState, req: &HttpRequest, e: &Error) -> HttpResponse {
     let rid = ids(req).request_id.unwrap_or_default();
-    let html = ErrorPage { issuer_host: &issuer_host(state), description: &e.description, code: e.kind.code(), request_id: &rid }.render().unwrap_or_default();
-    let status = if e.kind.status() >= 500 { StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR) } else { StatusCode::BAD_REQUEST };
+    let html = ErrorPage {
+        issuer_host: &issuer_host(state),
+        description: &e.description,
+        code: e.kind.code(),
+        request_id: &rid,
+    }
+    .render()
+    .unwrap_or_default();
+    let status = if e.kind.status() >= 500 {
+        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     page(status, html)
 }
 
 fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store")).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 /// A redirect to the client (RFC 6749 §4.1.2); 303 so a POST never repeats.
@@ -111,7 +125,10 @@ fn to_client(redirect_uri: &str, params: &[(&str, &str)], state_param: Option<&s
 }
 
 pub async fn css() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header((header::CACHE_CONTROL, "public, max-age=3600")).body(CSS)
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(CSS)
 }
 
 fn parse_params(raw: &[u8]) -> Result<Params, Error> {
@@ -160,25 +177,39 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
     };
     let cfg = state.config.load_full();
     let registry = state.registry.get();
-    let (validated, grant) = match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &registry.resources, &cfg.oauth) {
-        Ok(v) => v,
-        Err(f) => {
-            let e = f.error().clone();
-            denied(&state, &e, "authorization request refused", params.client_id.as_deref(), params.resource.first().map(String::as_str));
-            return match f {
-                Failure::Page(e) => error_page(&state, &req, &e),
-                Failure::Redirect { redirect_uri, state: st, error } => {
-                    to_client(&redirect_uri, &[("error", error.kind.code()), ("error_description", &error.description)], st.as_deref(), &cfg.server.issuer)
-                }
-            };
-        }
-    };
+    let (validated, grant) =
+        match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &registry.resources, &cfg.oauth) {
+            Ok(v) => v,
+            Err(f) => {
+                let e = f.error().clone();
+                denied(
+                    &state,
+                    &e,
+                    "authorization request refused",
+                    params.client_id.as_deref(),
+                    params.resource.first().map(String::as_str),
+                );
+                return match f {
+                    Failure::Page(e) => error_page(&state, &req, &e),
+                    Failure::Redirect { redirect_uri, state: st, error } => to_client(
+                        &redirect_uri,
+                        &[("error", error.kind.code()), ("error_description", &error.description)],
+                        st.as_deref(),
+                        &cfg.server.issuer,
+                    ),
+                };
+            }
+        };
     if !grant.dropped.is_empty() {
         tracing::info!(client_id = %validated.client_id, dropped = %grant.dropped.join(" "), "unknown scopes dropped");
     }
 
     // Bind the flow to this browser: reuse its flow cookie or set one.
-    let flow_nonce = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).filter(|v| v.len() == 43).unwrap_or_else(random::secret_token);
+    let flow_nonce = req
+        .cookie(FLOW_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 43)
+        .unwrap_or_else(random::secret_token);
     let row = AuthRequestRow {
         id: random::id("ar_"),
         browser_sha256: random::sha256_hex(flow_nonce.as_bytes()),
@@ -199,7 +230,12 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         format!("/ui/consent?request={}", row.id)
     };
     let mut res = see_other(&next);
-    let cookie = Cookie::build(FLOW_COOKIE, flow_nonce).path("/ui").http_only(true).same_site(SameSite::Lax).secure(secure_cookies(&state)).finish();
+    let cookie = Cookie::build(FLOW_COOKIE, flow_nonce)
+        .path("/ui")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure_cookies(&state))
+        .finish();
     let _ = res.add_cookie(&cookie);
     res
 }
@@ -211,11 +247,19 @@ async fn current_user(state: &AppState, req: &HttpRequest, now: i64) -> Option<S
 
 /// The pending request, if it exists and belongs to this browser.
 async fn flow(state: &AppState, req: &HttpRequest, id: &str, now: i64) -> Result<(AuthRequestRow, Validated), Error> {
-    let expired = || Error::new(Kind::InvalidRequest, "this sign-in request has expired or is unknown; start again from the application");
+    let expired = || {
+        Error::new(
+            Kind::InvalidRequest,
+            "this sign-in request has expired or is unknown; start again from the application",
+        )
+    };
     let row = rows::get_auth_request(&state.db, id, now).await?.ok_or_else(expired)?;
     let nonce = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if !random::secure_eq(random::sha256_hex(nonce.as_bytes()).as_bytes(), row.browser_sha256.as_bytes()) {
-        return Err(Error::new(Kind::InvalidRequest, "this sign-in request was started in another browser; start again from the application"));
+        return Err(Error::new(
+            Kind::InvalidRequest,
+            "this sign-in request was started in another browser; start again from the application",
+        ));
     }
     let v: Validated = serde_json::from_str(&row.params).map_err(|_| expired())?;
     Ok((row, v))
@@ -234,9 +278,31 @@ pub async fn login_page(req: HttpRequest, q: web::Query<RequestQuery>, state: we
     }
 }
 
-async fn render_login(state: &AppState, row: &AuthRequestRow, v: &Validated, username: &str, error: Option<&str>, status: StatusCode, now: i64) -> HttpResponse {
-    let client_name = clients::find(state, &v.client_id, now).await.ok().flatten().map(|c| c.display_name).unwrap_or_else(|| v.client_id.clone());
-    let html = LoginPage { issuer_host: &issuer_host(state), client_name: &client_name, request_id: &row.id, csrf: &row.csrf, username, error }.render().unwrap_or_default();
+async fn render_login(
+    state: &AppState,
+    row: &AuthRequestRow,
+    v: &Validated,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+    now: i64,
+) -> HttpResponse {
+    let client_name = clients::find(state, &v.client_id, now)
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.display_name)
+        .unwrap_or_else(|| v.client_id.clone());
+    let html = LoginPage {
+        issuer_host: &issuer_host(state),
+        client_name: &client_name,
+        request_id: &row.id,
+        csrf: &row.csrf,
+        username,
+        error,
+    }
+    .render()
+    .unwrap_or_default();
     page(status, html)
 }
 
@@ -255,7 +321,10 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         Err(e) => return error_page(&state, &req, &e),
     };
     if !csrf_ok(&row, &form) {
-        let e = Error::new(Kind::InvalidRequest, "the form expired or was not sent by this page (CSRF check failed); start again");
+        let e = Error::new(
+            Kind::InvalidRequest,
+            "the form expired or was not sent by this page (CSRF check failed); start again",
+        );
         denied(&state, &e, "login refused", Some(&v.client_id), None);
         return error_page(&state, &req, &e);
     }
@@ -287,11 +356,22 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
             },
         )
         .await;
-        return render_login(&state, &row, &v, &username, Some("Wrong username or password."), StatusCode::UNAUTHORIZED, now).await;
+        return render_login(
+            &state,
+            &row,
+            &v,
+            &username,
+            Some("Wrong username or password."),
+            StatusCode::UNAUTHORIZED,
+            now,
+        )
+        .await;
     };
     let sid = random::secret_token();
     let ttl = state.config.load().oauth.login_session_ttl.as_secs() as i64;
-    if let Err(e) = rows::insert_session(&state.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await {
+    if let Err(e) =
+        rows::insert_session(&state.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await
+    {
         return error_page(&state, &req, &e.into());
     }
     tracing::info!(user_id = %user.id, client_id = %v.client_id, "user signed in");
@@ -308,14 +388,22 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
 }
 
 /// argon2id of a random string, verified when the username is unknown.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
 
 /// Scopes the user has not yet granted this client for each resource.
 async fn missing_consent(state: &AppState, user_id: &str, v: &Validated) -> Result<Vec<(String, Vec<String>)>, Error> {
     let mut out = Vec::new();
     for r in &v.resources {
         let have = rows::consented_scopes(&state.db, user_id, &v.client_id, r).await?.unwrap_or_default();
-        let needed = state.registry.get().resources.iter().find(|x| x.resource.as_str() == r).map(|x| x.scopes.clone()).unwrap_or_default();
+        let needed = state
+            .registry
+            .get()
+            .resources
+            .iter()
+            .find(|x| x.resource.as_str() == r)
+            .map(|x| x.scopes.clone())
+            .unwrap_or_default();
         let wanted: Vec<String> = v.scopes.iter().filter(|s| needed.contains(s)).cloned().collect();
         let new: Vec<String> = wanted.iter().filter(|s| !have.contains(s)).cloned().collect();
         out.push((r.clone(), new));
@@ -340,8 +428,14 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
         // Remembered consent covers every scope: no page.
         return finish(&state, &req, &row, &v, &user_id, false, now).await;
     }
-    let client_name = clients::find(&state, &v.client_id, now).await.ok().flatten().map(|c| c.display_name).unwrap_or_else(|| v.client_id.clone());
-    let username = reg::find_user(&state.db, &user_id).await.ok().flatten().map(|u| u.username).unwrap_or_else(|| user_id.clone());
+    let client_name = clients::find(&state, &v.client_id, now)
+        .await
+        .ok()
+        .flatten()
+        .map(|c| c.display_name)
+        .unwrap_or_else(|| v.client_id.clone());
+    let username =
+        reg::find_user(&state.db, &user_id).await.ok().flatten().map(|u| u.username).unwrap_or_else(|| user_id.clone());
     let registry = state.registry.get();
     let resources = missing
         .into_iter()
@@ -355,7 +449,10 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
             }
         })
         .collect();
-    let redirect_host = url::Url::parse(&v.redirect_uri).ok().map(|u| u.host_str().map(str::to_owned).unwrap_or_else(|| format!("{}:", u.scheme()))).unwrap_or_default();
+    let redirect_host = url::Url::parse(&v.redirect_uri)
+        .ok()
+        .map(|u| u.host_str().map(str::to_owned).unwrap_or_else(|| format!("{}:", u.scheme())))
+        .unwrap_or_default();
     let html = ConsentPage {
         issuer_host: &issuer_host(&state),
         client_name: &client_name,
@@ -382,7 +479,10 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
         Err(e) => return error_page(&state, &req, &e),
     };
     if !csrf_ok(&row, &form) {
-        let e = Error::new(Kind::InvalidRequest, "the form expired or was not sent by this page (CSRF check failed); start again");
+        let e = Error::new(
+            Kind::InvalidRequest,
+            "the form expired or was not sent by this page (CSRF check failed); start again",
+        );
         denied(&state, &e, "consent refused", Some(&v.client_id), None);
         return error_page(&state, &req, &e);
     }
@@ -396,7 +496,12 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
             denied(&state, &e, "authorization denied", Some(&v.client_id), v.resources.first().map(String::as_str));
             let _ = rows::delete_auth_request(&state.db, &row.id).await;
             let issuer = state.config.load().server.issuer.clone();
-            to_client(&v.redirect_uri, &[("error", "access_denied"), ("error_description", "the user denied access")], v.state.as_deref(), &issuer)
+            to_client(
+                &v.redirect_uri,
+                &[("error", "access_denied"), ("error_description", "the user denied access")],
+                v.state.as_deref(),
+                &issuer,
+            )
         }
         _ => error_page(&state, &req, &Error::new(Kind::InvalidRequest, "decision must be approve or deny")),
     }
@@ -404,7 +509,15 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
 
 /// Records consent (when just given), issues the code and sends the browser
 /// back to the client, all in one transaction.
-async fn finish(state: &AppState, req: &HttpRequest, row: &AuthRequestRow, v: &Validated, user_id: &str, granted_now: bool, now: i64) -> HttpResponse {
+async fn finish(
+    state: &AppState,
+    req: &HttpRequest,
+    row: &AuthRequestRow,
+    v: &Validated,
+    user_id: &str,
+    granted_now: bool,
+    now: i64,
+) -> HttpResponse {
     let cfg = state.config.load_full();
     let code = random::secret_token();
     let ids = ids(req);

@@ -125,7 +125,9 @@ impl SigningKey {
     /// Checks a fixed-size (r || s) ES256 signature made by this key.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref()).verify(message, signature).is_ok()
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.pair.public_key().as_ref())
+            .verify(message, signature)
+            .is_ok()
     }
 
     /// A compact JWS over `claims` with header `{"alg":"ES256","typ":typ,"kid":…}`.

@@ -67,7 +67,10 @@ pub fn validate(
 ) -> Result<(Validated, Grant), Failure> {
     // Oversized parameters are refused before anything is looked at.
     let sizes = [&p.client_id, &p.redirect_uri, &p.scope, &p.state, &p.code_challenge, &p.prompt];
-    if sizes.iter().any(|v| v.as_ref().is_some_and(|s| s.len() > MAX_PARAM)) || p.resource.len() > 16 || p.resource.iter().any(|r| r.len() > MAX_PARAM) {
+    if sizes.iter().any(|v| v.as_ref().is_some_and(|s| s.len() > MAX_PARAM))
+        || p.resource.len() > 16
+        || p.resource.iter().any(|r| r.len() > MAX_PARAM)
+    {
         return Err(Failure::Page(Error::new(Kind::InvalidRequest, "a parameter is too large")));
     }
     let Some(client_id) = p.client_id.as_deref().filter(|s| !s.is_empty()) else {
@@ -82,7 +85,10 @@ pub fn validate(
     let redirect_uri = match p.redirect_uri.as_deref() {
         Some(uri) => {
             if !client.redirect_uris.iter().any(|r| r.matches(uri)) {
-                return Err(Failure::Page(Error::new(Kind::RedirectUriMismatch, format!("redirect_uri {uri} is not registered for client {client_id}"))));
+                return Err(Failure::Page(Error::new(
+                    Kind::RedirectUriMismatch,
+                    format!("redirect_uri {uri} is not registered for client {client_id}"),
+                )));
             }
             uri.to_owned()
         }
@@ -97,12 +103,20 @@ pub fn validate(
     match p.response_type.as_deref() {
         Some("code") => {}
         None => return Err(back(Error::new(Kind::InvalidRequest, "response_type is required"))),
-        Some(other) => return Err(back(Error::new(Kind::UnsupportedResponseType, format!("response_type {other} is not supported; use code")))),
+        Some(other) => {
+            return Err(back(Error::new(
+                Kind::UnsupportedResponseType,
+                format!("response_type {other} is not supported; use code"),
+            )));
+        }
     }
     if let Some(mode) = p.response_mode.as_deref()
         && mode != "query"
     {
-        return Err(back(Error::new(Kind::InvalidRequest, format!("response_mode {mode} is not supported; use query"))));
+        return Err(back(Error::new(
+            Kind::InvalidRequest,
+            format!("response_mode {mode} is not supported; use query"),
+        )));
     }
     if !client.grant_types.contains(&GrantType::AuthorizationCode) {
         return Err(back(Error::new(Kind::UnauthorizedClient, "this client may not use the authorization_code grant")));
@@ -113,11 +127,21 @@ pub fn validate(
     };
     match p.code_challenge_method.as_deref() {
         Some("S256") => {}
-        None => return Err(back(Error::new(Kind::InvalidRequest, "code_challenge_method is required and must be S256"))),
-        Some(m) => return Err(back(Error::new(Kind::InvalidRequest, format!("code_challenge_method {m} is not supported; use S256")))),
+        None => {
+            return Err(back(Error::new(Kind::InvalidRequest, "code_challenge_method is required and must be S256")));
+        }
+        Some(m) => {
+            return Err(back(Error::new(
+                Kind::InvalidRequest,
+                format!("code_challenge_method {m} is not supported; use S256"),
+            )));
+        }
     }
     if !pkce::valid_challenge(challenge) {
-        return Err(back(Error::new(Kind::InvalidRequest, "code_challenge must be the base64url SHA-256 of the verifier (43 characters)")));
+        return Err(back(Error::new(
+            Kind::InvalidRequest,
+            "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
+        )));
     }
 
     let resources = scopes::select_resources(&p.resource, client, registry).map_err(back)?;

@@ -80,7 +80,11 @@ pub fn forbidden_ip(ip: IpAddr, allow_loopback: bool) -> bool {
                 return forbidden_ip(IpAddr::V4(v4), allow_loopback);
             }
             let s = v6.segments();
-            v6.is_unspecified() || v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || s[0] == 0x2001 && s[1] == 0x0db8
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || s[0] == 0x2001 && s[1] == 0x0db8
         }
     }
 }
@@ -137,7 +141,12 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
         .resolve(&host, addr)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut res = http.get(url.clone()).header("accept", "application/json").send().await.map_err(|e| format!("fetch failed: {e}"))?;
+    let mut res = http
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("fetch failed: {e}"))?;
     if !res.status().is_success() {
         return Err(format!("fetch answered {}", res.status().as_u16()));
     }
@@ -167,7 +176,11 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
     }
     match doc.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
-        Some(other) => return Err(format!("token_endpoint_auth_method {other} is not supported for metadata-document clients (use none)")),
+        Some(other) => {
+            return Err(format!(
+                "token_endpoint_auth_method {other} is not supported for metadata-document clients (use none)"
+            ));
+        }
     }
     Ok((doc, max_age))
 }
@@ -178,7 +191,21 @@ mod tests {
 
     #[test]
     fn special_addresses_are_forbidden() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(forbidden_ip(ip.parse().unwrap(), false), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {

@@ -23,16 +23,26 @@ fn form_decode(s: &str) -> String {
 }
 
 /// Reads the credentials from the `Authorization` header or the form.
-pub fn presented(authorization: Option<&str>, form_client_id: Option<&str>, form_secret: Option<&str>) -> Result<Presented, Error> {
+pub fn presented(
+    authorization: Option<&str>,
+    form_client_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<Presented, Error> {
     if let Some(h) = authorization
         && let Some(b64) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))
     {
         if form_secret.is_some() {
-            return Err(Error::new(Kind::InvalidRequest, "use one client authentication method, not both (RFC 6749 §2.3)"));
+            return Err(Error::new(
+                Kind::InvalidRequest,
+                "use one client authentication method, not both (RFC 6749 §2.3)",
+            ));
         }
-        let raw = STANDARD.decode(b64.trim()).map_err(|_| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
-        let text = String::from_utf8(raw).map_err(|_| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
-        let (id, secret) = text.split_once(':').ok_or_else(|| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
+        let raw =
+            STANDARD.decode(b64.trim()).map_err(|_| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
+        let text =
+            String::from_utf8(raw).map_err(|_| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
+        let (id, secret) =
+            text.split_once(':').ok_or_else(|| Error::new(Kind::InvalidClient, "malformed Basic credentials"))?;
         // RFC 6749 §2.3.1: both parts are form-urlencoded inside Basic.
         let id = form_decode(id);
         if let Some(fid) = form_client_id
@@ -42,7 +52,12 @@ pub fn presented(authorization: Option<&str>, form_client_id: Option<&str>, form
         }
         return Ok(Presented { client_id: id, secret: Some(Secret::new(form_decode(secret))), via_basic: true });
     }
-    let id = form_client_id.filter(|s| !s.is_empty()).ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication required: send client_id (public clients) or client credentials"))?;
+    let id = form_client_id.filter(|s| !s.is_empty()).ok_or_else(|| {
+        Error::new(
+            Kind::InvalidClient,
+            "client authentication required: send client_id (public clients) or client credentials",
+        )
+    })?;
     Ok(Presented { client_id: id.to_owned(), secret: form_secret.map(|s| Secret::new(s.to_owned())), via_basic: false })
 }
 
@@ -58,9 +73,14 @@ pub fn verify(client: &ClientConfig, p: &Presented) -> Result<(), Error> {
                 Err(Error::new(Kind::InvalidClient, "client authentication failed"))
             }
         }
-        (true, _, _) => Err(Error::new(Kind::InvalidClient, "client authentication failed: a confidential client must send its secret")),
+        (true, _, _) => Err(Error::new(
+            Kind::InvalidClient,
+            "client authentication failed: a confidential client must send its secret",
+        )),
         (false, None, _) => Ok(()),
-        (false, Some(_), _) => Err(Error::new(Kind::InvalidClient, "client authentication failed: a public client has no secret")),
+        (false, Some(_), _) => {
+            Err(Error::new(Kind::InvalidClient, "client authentication failed: a public client has no secret"))
+        }
     }
 }
 

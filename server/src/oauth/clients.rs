@@ -23,9 +23,14 @@ pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<
         return Ok(Some(Client { spec: c.spec, display_name, from_metadata_document: false }));
     }
     let cfg = state.config.load();
-    let url_id = client_id.starts_with("https://") || (cfg.oauth.cimd_allow_loopback && client_id.starts_with("http://"));
+    let url_id =
+        client_id.starts_with("https://") || (cfg.oauth.cimd_allow_loopback && client_id.starts_with("http://"));
     if cfg.oauth.client_id_metadata_documents && url_id {
-        let doc = state.cimd.resolve(client_id, &cfg.oauth, now).await.map_err(|e| Error::new(Kind::InvalidClient, format!("client metadata document {client_id}: {e}")))?;
+        let doc = state
+            .cimd
+            .resolve(client_id, &cfg.oauth, now)
+            .await
+            .map_err(|e| Error::new(Kind::InvalidClient, format!("client metadata document {client_id}: {e}")))?;
         return Ok(Some(doc));
     }
     Ok(None)
@@ -33,7 +38,9 @@ pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<
 
 /// The client or `invalid_client`.
 pub async fn require(state: &AppState, client_id: &str, now: i64) -> Result<Client, Error> {
-    find(state, client_id, now).await?.ok_or_else(|| Error::new(Kind::InvalidClient, format!("unknown client {client_id}")))
+    find(state, client_id, now)
+        .await?
+        .ok_or_else(|| Error::new(Kind::InvalidClient, format!("unknown client {client_id}")))
 }
 
 pub(crate) fn from_document(doc: cimd::Document) -> Client {

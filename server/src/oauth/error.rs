@@ -90,7 +90,9 @@ impl Kind {
     /// The `reason` label of `authserver_auth_denied_total`.
     pub fn reason(self) -> &'static str {
         match self {
-            Kind::InvalidRequest | Kind::UnknownClient | Kind::InvalidClientMetadata | Kind::InvalidRedirectUri => "invalid_request",
+            Kind::InvalidRequest | Kind::UnknownClient | Kind::InvalidClientMetadata | Kind::InvalidRedirectUri => {
+                "invalid_request"
+            }
             Kind::InvalidClient | Kind::InvalidToken => "invalid_client",
             Kind::InvalidGrant => "invalid_grant",
             Kind::InvalidPkce => "invalid_pkce",
@@ -100,7 +102,8 @@ impl Kind {
             Kind::InvalidTarget => "invalid_target",
             Kind::InvalidScope => "invalid_scope",
             Kind::UnauthorizedClient | Kind::RegistrationDisabled => "unauthorized_client",
-            Kind::UnsupportedGrantType | Kind::UnsupportedResponseType => "unsupported_grant_type",
+            Kind::UnsupportedGrantType => "unsupported_grant_type",
+            Kind::UnsupportedResponseType => "unsupported_response_type",
             Kind::AccessDenied => "access_denied",
             Kind::LoginFailed => "login_failed",
             Kind::ServerError | Kind::TemporarilyUnavailable => "server_error",
@@ -146,4 +149,85 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub fn invalid_request(d: impl Into<String>) -> Error {
     Error::new(Kind::InvalidRequest, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant; the match below fails to compile when one is added
+    /// without being listed here.
+    const ALL: [Kind; 21] = [
+        Kind::InvalidRequest,
+        Kind::InvalidClient,
+        Kind::InvalidGrant,
+        Kind::InvalidPkce,
+        Kind::CodeReplay,
+        Kind::RefreshReuse,
+        Kind::RedirectUriMismatch,
+        Kind::UnknownClient,
+        Kind::InvalidTarget,
+        Kind::InvalidScope,
+        Kind::UnauthorizedClient,
+        Kind::UnsupportedGrantType,
+        Kind::UnsupportedResponseType,
+        Kind::AccessDenied,
+        Kind::LoginFailed,
+        Kind::InvalidClientMetadata,
+        Kind::InvalidRedirectUri,
+        Kind::RegistrationDisabled,
+        Kind::InvalidToken,
+        Kind::ServerError,
+        Kind::TemporarilyUnavailable,
+    ];
+
+    #[test]
+    fn the_error_catalog_lists_every_error_with_its_code_and_reason() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reference/errors.md")).unwrap();
+        for k in ALL {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", k.name())))
+                .unwrap_or_else(|| panic!("{} missing from errors.md", k.name()));
+            assert!(row.contains(&format!("`{}`", k.code())), "{}: code {} not in {row}", k.name(), k.code());
+            assert!(row.contains(&format!("| `{}` |", k.reason())), "{}: reason {} not in {row}", k.name(), k.reason());
+            assert!(
+                crate::metrics::DENIAL_REASONS.contains(&k.reason()),
+                "{} is not a pre-registered reason",
+                k.reason()
+            );
+        }
+        let names: std::collections::HashSet<_> = ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), ALL.len(), "names are unique");
+    }
+
+    #[test]
+    fn all_is_exhaustive() {
+        // Adding a variant makes this match non-exhaustive: add it to ALL too.
+        for k in ALL {
+            match k {
+                Kind::InvalidRequest
+                | Kind::InvalidClient
+                | Kind::InvalidGrant
+                | Kind::InvalidPkce
+                | Kind::CodeReplay
+                | Kind::RefreshReuse
+                | Kind::RedirectUriMismatch
+                | Kind::UnknownClient
+                | Kind::InvalidTarget
+                | Kind::InvalidScope
+                | Kind::UnauthorizedClient
+                | Kind::UnsupportedGrantType
+                | Kind::UnsupportedResponseType
+                | Kind::AccessDenied
+                | Kind::LoginFailed
+                | Kind::InvalidClientMetadata
+                | Kind::InvalidRedirectUri
+                | Kind::RegistrationDisabled
+                | Kind::InvalidToken
+                | Kind::ServerError
+                | Kind::TemporarilyUnavailable => {}
+            }
+        }
+    }
 }

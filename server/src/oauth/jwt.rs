@@ -45,7 +45,12 @@ pub fn verify_own(keys: &KeyManager, token: &str, now: i64) -> Option<AccessClai
     }
     let kid = header.kid?;
     let set = keys.current();
-    let published: Vec<String> = set.states(now, keys.timings().retire_after).into_iter().filter(|st| st.phase.is_published()).map(|st| st.kid).collect();
+    let published: Vec<String> = set
+        .states(now, keys.timings().retire_after)
+        .into_iter()
+        .filter(|st| st.phase.is_published())
+        .map(|st| st.kid)
+        .collect();
     if !published.contains(&kid) {
         return None;
     }

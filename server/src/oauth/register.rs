@@ -48,7 +48,8 @@ pub struct Response {
 
 /// Metadata members we keep and echo; anything else is dropped (RFC 7591 §2
 /// lets the server ignore what it does not understand).
-const KEPT: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"];
+const KEPT: &[&str] =
+    &["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"];
 
 fn meta_err(d: impl Into<String>) -> Error {
     Error::new(Kind::InvalidClientMetadata, d)
@@ -56,13 +57,21 @@ fn meta_err(d: impl Into<String>) -> Error {
 
 /// Validates a request into a client, its extras and the response skeleton
 /// (the caller fills in the secret).
-pub fn validate(req: Request, client_id: String, secret_sha256: impl FnOnce() -> Option<(String, String)>) -> Result<(ClientConfig, ClientExtras, Response, Option<String>), Error> {
+pub fn validate(
+    req: Request,
+    client_id: String,
+    secret_sha256: impl FnOnce() -> Option<(String, String)>,
+) -> Result<(ClientConfig, ClientExtras, Response, Option<String>), Error> {
     let method = match req.token_endpoint_auth_method.as_deref() {
         // RFC 7591 §2 defaults to client_secret_basic; MCP clients send `none`.
         None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
         Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
         Some("none") => TokenEndpointAuthMethod::None,
-        Some(other) => return Err(meta_err(format!("token_endpoint_auth_method {other} is not supported (none, client_secret_basic, client_secret_post)"))),
+        Some(other) => {
+            return Err(meta_err(format!(
+                "token_endpoint_auth_method {other} is not supported (none, client_secret_basic, client_secret_post)"
+            )));
+        }
     };
     let mut grant_types = Vec::new();
     for g in req.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]) {
@@ -78,7 +87,10 @@ pub fn validate(req: Request, client_id: String, secret_sha256: impl FnOnce() ->
     }
     // A public client that can use the code grant gets refresh tokens too
     // (MCP clients rely on rotation; OAuth 2.1 §4.3.1 requires it for them).
-    if grant_types.contains(&GrantType::AuthorizationCode) && !grant_types.contains(&GrantType::RefreshToken) && req.grant_types.is_none() {
+    if grant_types.contains(&GrantType::AuthorizationCode)
+        && !grant_types.contains(&GrantType::RefreshToken)
+        && req.grant_types.is_none()
+    {
         grant_types.push(GrantType::RefreshToken);
     }
     if let Some(rts) = &req.response_types
@@ -112,9 +124,14 @@ pub fn validate(req: Request, client_id: String, secret_sha256: impl FnOnce() ->
         allowed_scopes: vec![],
     };
     validate_client("client", &client, |_| true).map_err(|e| {
-        if e.key.contains("redirect_uris") { Error::new(Kind::InvalidRedirectUri, e.problem) } else { meta_err(format!("{}: {}", e.key, e.problem)) }
+        if e.key.contains("redirect_uris") {
+            Error::new(Kind::InvalidRedirectUri, e.problem)
+        } else {
+            meta_err(format!("{}: {}", e.key, e.problem))
+        }
     })?;
-    let other: Map<String, Value> = req.other.into_iter().filter(|(k, v)| KEPT.contains(&k.as_str()) && (v.is_string() || v.is_array())).collect();
+    let other: Map<String, Value> =
+        req.other.into_iter().filter(|(k, v)| KEPT.contains(&k.as_str()) && (v.is_string() || v.is_array())).collect();
     let extras = ClientExtras { application_type: application_type.to_owned(), metadata: Value::Object(other.clone()) };
     let response = Response {
         client_id,

@@ -13,9 +13,18 @@ use crate::store::oauth as rows;
 
 /// Revokes a refresh token (its whole family) or an access token (by `jti`)
 /// of `client_id`. Unknown tokens succeed silently (RFC 7009 §2.2).
-pub async fn revoke(state: &AppState, client_id: &str, token: &str, hint: Option<&str>, ids: &RequestIds, now: i64) -> Result<(), Error> {
+pub async fn revoke(
+    state: &AppState,
+    client_id: &str,
+    token: &str,
+    hint: Option<&str>,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<(), Error> {
     let as_refresh = || async {
-        let Some(row) = rows::get_refresh(&state.db, &sha256_hex(token.as_bytes())).await? else { return Ok::<bool, Error>(false) };
+        let Some(row) = rows::get_refresh(&state.db, &sha256_hex(token.as_bytes())).await? else {
+            return Ok::<bool, Error>(false);
+        };
         let Some(family) = rows::get_family(&state.db, &row.family_id).await? else { return Ok(false) };
         if family.client_id != client_id {
             // RFC 7009 §2.1: the token was not issued to this client; ignore.
@@ -38,7 +47,15 @@ pub async fn revoke(state: &AppState, client_id: &str, token: &str, hint: Option
         txn.commit().await?;
         Ok(true)
     };
-    let done = if hint == Some("access_token") || token.contains('.') { as_access().await? || as_refresh().await? } else { as_refresh().await? || as_access().await? };
+    // A JWT-shaped token (or the hint) is tried as an access token first.
+    let access_first = hint == Some("access_token") || token.contains('.');
+    let mut done = access_first && as_access().await?;
+    if !done {
+        done = as_refresh().await?;
+    }
+    if !done && !access_first {
+        done = as_access().await?;
+    }
     if !done {
         tracing::debug!(client_id, "revocation of an unknown token ignored");
     }

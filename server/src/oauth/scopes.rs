@@ -27,15 +27,25 @@ impl Grant {
 /// Canonicalises requested `resource` values and checks them against the
 /// registry and the client. With none requested, the client's only allowed
 /// resource, or the only registered one, is used.
-pub fn select_resources(requested: &[String], client: &ClientConfig, registry: &[ResourceConfig]) -> Result<Vec<ResourceUri>, Error> {
+pub fn select_resources(
+    requested: &[String],
+    client: &ClientConfig,
+    registry: &[ResourceConfig],
+) -> Result<Vec<ResourceUri>, Error> {
     let mut out: Vec<ResourceUri> = Vec::new();
     for raw in requested {
         let uri = ResourceUri::parse(raw).map_err(|e| Error::new(Kind::InvalidTarget, format!("resource: {e}")))?;
         if !registry.iter().any(|r| r.resource == uri) {
-            return Err(Error::new(Kind::InvalidTarget, format!("resource {uri} is not registered with this authorization server")));
+            return Err(Error::new(
+                Kind::InvalidTarget,
+                format!("resource {uri} is not registered with this authorization server"),
+            ));
         }
         if !client.allowed_resources.is_empty() && !client.allowed_resources.contains(&uri) {
-            return Err(Error::new(Kind::InvalidTarget, format!("client {} may not request resource {uri}", client.client_id)));
+            return Err(Error::new(
+                Kind::InvalidTarget,
+                format!("client {} may not request resource {uri}", client.client_id),
+            ));
         }
         if !out.contains(&uri) {
             out.push(uri);
@@ -49,7 +59,12 @@ pub fn select_resources(requested: &[String], client: &ClientConfig, registry: &
         };
         match candidates.as_slice() {
             [only] => out.push((*only).clone()),
-            _ => return Err(Error::new(Kind::InvalidTarget, "resource is required (RFC 8707): send resource=<the MCP server URI>")),
+            _ => {
+                return Err(Error::new(
+                    Kind::InvalidTarget,
+                    "resource is required (RFC 8707): send resource=<the MCP server URI>",
+                ));
+            }
         }
     }
     Ok(out)
@@ -80,7 +95,10 @@ pub fn select_scopes(
         }
     }
     if !dropped.is_empty() && cfg.unknown_scopes == UnknownScopes::Reject {
-        return Err(Error::new(Kind::InvalidScope, format!("scope not available for the requested resource: {}", dropped.join(" "))));
+        return Err(Error::new(
+            Kind::InvalidScope,
+            format!("scope not available for the requested resource: {}", dropped.join(" ")),
+        ));
     }
     let asked_for_nothing = items.iter().all(|s| *s == OFFLINE_ACCESS);
     if asked_for_nothing && cfg.require_scope {
@@ -114,7 +132,12 @@ mod tests {
                 scopes: vec!["tools/read".into(), "tools/write".into()],
                 default_scopes: Some(vec!["tools/read".into()]),
             },
-            ResourceConfig { resource: ResourceUri::parse("https://files.example.com").unwrap(), name: None, scopes: vec!["files/read".into()], default_scopes: None },
+            ResourceConfig {
+                resource: ResourceUri::parse("https://files.example.com").unwrap(),
+                name: None,
+                scopes: vec!["files/read".into()],
+                default_scopes: None,
+            },
         ]
     }
 
@@ -160,10 +183,16 @@ mod tests {
         assert_eq!(g.scopes, vec!["tools/read"], "another resource's scope is dropped, defaults apply");
 
         let reject = OAuthConfig { unknown_scopes: UnknownScopes::Reject, ..OAuthConfig::default() };
-        assert_eq!(select_scopes(Some("tools/read nope"), &res, &client(), &reg, &reject).unwrap_err().kind, Kind::InvalidScope);
+        assert_eq!(
+            select_scopes(Some("tools/read nope"), &res, &client(), &reg, &reject).unwrap_err().kind,
+            Kind::InvalidScope
+        );
         let require = OAuthConfig { require_scope: true, ..OAuthConfig::default() };
         assert_eq!(select_scopes(None, &res, &client(), &reg, &require).unwrap_err().kind, Kind::InvalidScope);
-        assert_eq!(select_scopes(Some("offline_access"), &res, &client(), &reg, &require).unwrap_err().kind, Kind::InvalidScope);
+        assert_eq!(
+            select_scopes(Some("offline_access"), &res, &client(), &reg, &require).unwrap_err().kind,
+            Kind::InvalidScope
+        );
         assert!(select_scopes(Some("tools/read"), &res, &client(), &reg, &require).is_ok());
 
         let mut c = client();

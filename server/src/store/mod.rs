@@ -2,8 +2,8 @@
 //! functions that take the connection; no SQL in handlers.
 
 pub mod audit;
-pub mod oauth;
 pub mod entities;
+pub mod oauth;
 pub mod registry;
 
 use std::path::PathBuf;

@@ -40,26 +40,54 @@ pub async fn delete_auth_request<C: ConnectionTrait>(db: &C, id: &str) -> Result
 
 // ---- browser sessions ----
 
-pub async fn insert_session<C: ConnectionTrait>(db: &C, id_sha256: String, user_id: String, now: i64, expires_at: i64) -> Result<(), DbErr> {
-    session::Entity::insert(session::ActiveModel { id_sha256: Set(id_sha256), user_id: Set(user_id), created_at: Set(now), expires_at: Set(expires_at) })
-        .exec_without_returning(db)
-        .await?;
+pub async fn insert_session<C: ConnectionTrait>(
+    db: &C,
+    id_sha256: String,
+    user_id: String,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), DbErr> {
+    session::Entity::insert(session::ActiveModel {
+        id_sha256: Set(id_sha256),
+        user_id: Set(user_id),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+    })
+    .exec_without_returning(db)
+    .await?;
     Ok(())
 }
 
 /// The user of a live session.
 pub async fn session_user<C: ConnectionTrait>(db: &C, id_sha256: &str, now: i64) -> Result<Option<String>, DbErr> {
-    Ok(session::Entity::find_by_id(id_sha256.to_owned()).one(db).await?.filter(|s| s.expires_at > now).map(|s| s.user_id))
+    Ok(session::Entity::find_by_id(id_sha256.to_owned())
+        .one(db)
+        .await?
+        .filter(|s| s.expires_at > now)
+        .map(|s| s.user_id))
 }
 
 // ---- consents ----
 
-pub async fn consented_scopes<C: ConnectionTrait>(db: &C, user_id: &str, client_id: &str, resource: &str) -> Result<Option<Vec<String>>, DbErr> {
-    let row = consent::Entity::find_by_id((user_id.to_owned(), client_id.to_owned(), resource.to_owned())).one(db).await?;
+pub async fn consented_scopes<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+) -> Result<Option<Vec<String>>, DbErr> {
+    let row =
+        consent::Entity::find_by_id((user_id.to_owned(), client_id.to_owned(), resource.to_owned())).one(db).await?;
     Ok(row.map(|r| serde_json::from_str(&r.scopes).unwrap_or_default()))
 }
 
-pub async fn save_consent<C: ConnectionTrait>(db: &C, user_id: &str, client_id: &str, resource: &str, scopes: &[String], now: i64) -> Result<(), DbErr> {
+pub async fn save_consent<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+    scopes: &[String],
+    now: i64,
+) -> Result<(), DbErr> {
     consent::Entity::insert(consent::ActiveModel {
         user_id: Set(user_id.to_owned()),
         client_id: Set(client_id.to_owned()),
@@ -155,7 +183,12 @@ pub async fn revoke_family<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Re
     Ok(r.rows_affected > 0)
 }
 
-pub async fn insert_refresh<C: ConnectionTrait>(db: &C, token_sha256: String, family_id: String, now: i64) -> Result<(), DbErr> {
+pub async fn insert_refresh<C: ConnectionTrait>(
+    db: &C,
+    token_sha256: String,
+    family_id: String,
+    now: i64,
+) -> Result<(), DbErr> {
     refresh_token::Entity::insert(refresh_token::ActiveModel {
         token_sha256: Set(token_sha256),
         family_id: Set(family_id),
@@ -167,7 +200,10 @@ pub async fn insert_refresh<C: ConnectionTrait>(db: &C, token_sha256: String, fa
     Ok(())
 }
 
-pub async fn get_refresh<C: ConnectionTrait>(db: &C, token_sha256: &str) -> Result<Option<refresh_token::Model>, DbErr> {
+pub async fn get_refresh<C: ConnectionTrait>(
+    db: &C,
+    token_sha256: &str,
+) -> Result<Option<refresh_token::Model>, DbErr> {
     refresh_token::Entity::find_by_id(token_sha256.to_owned()).one(db).await
 }
 
@@ -182,7 +218,13 @@ pub async fn rotate_refresh<C: ConnectionTrait>(db: &C, token_sha256: &str, now:
     Ok(r.rows_affected == 1)
 }
 
-pub async fn insert_access<C: ConnectionTrait>(db: &C, jti: String, family_id: Option<String>, client_id: String, expires_at: i64) -> Result<(), DbErr> {
+pub async fn insert_access<C: ConnectionTrait>(
+    db: &C,
+    jti: String,
+    family_id: Option<String>,
+    client_id: String,
+    expires_at: i64,
+) -> Result<(), DbErr> {
     access_token::Entity::insert(access_token::ActiveModel {
         jti: Set(jti),
         family_id: Set(family_id),
@@ -197,7 +239,13 @@ pub async fn insert_access<C: ConnectionTrait>(db: &C, jti: String, family_id: O
 
 /// Records an access token as revoked (RFC 7009); works for tokens that were
 /// never recorded (client credentials) too.
-pub async fn revoke_access<C: ConnectionTrait>(db: &C, jti: &str, client_id: &str, expires_at: i64, now: i64) -> Result<(), DbErr> {
+pub async fn revoke_access<C: ConnectionTrait>(
+    db: &C,
+    jti: &str,
+    client_id: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<(), DbErr> {
     access_token::Entity::insert(access_token::ActiveModel {
         jti: Set(jti.to_owned()),
         family_id: Set(None),
@@ -205,7 +253,9 @@ pub async fn revoke_access<C: ConnectionTrait>(db: &C, jti: &str, client_id: &st
         expires_at: Set(expires_at),
         revoked_at: Set(Some(now)),
     })
-    .on_conflict(OnConflict::column(access_token::Column::Jti).update_column(access_token::Column::RevokedAt).to_owned())
+    .on_conflict(
+        OnConflict::column(access_token::Column::Jti).update_column(access_token::Column::RevokedAt).to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
     Ok(())

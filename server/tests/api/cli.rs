@@ -86,7 +86,8 @@ async fn migrate_applies_once() {
     let db = fresh_database(dir.path()).await;
     let env = vec![("AUTHPLANE_DATABASE_URL".to_owned(), db)];
     let first = ok(&command(&["migrate"], &env).current_dir(dir.path()).output().unwrap());
-    assert!(first.starts_with("1 migration(s) applied"), "{first}");
+    let n: usize = first.split(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2, "{first}");
     let second = ok(&command(&["migrate"], &env).current_dir(dir.path()).output().unwrap());
     assert!(second.starts_with("0 migration(s) applied"), "{second}");
 }

@@ -12,14 +12,23 @@ async fn metadata_issuer_scopes_and_jwks_match_the_checklist() {
         assert_eq!(m["jwks_uri"], "http://localhost:9000/.well-known/jwks.json");
         assert_eq!(m["scopes_supported"], serde_json::json!(["tools/read", "tools/write"]));
         assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
-        // Endpoints arrive with their issue; none is advertised before it exists.
-        for absent in ["token_endpoint", "registration_endpoint", "revocation_endpoint", "introspection_endpoint"] {
-            if m.get(absent).is_some() {
-                let path = m[absent].as_str().unwrap().trim_start_matches("http://localhost:9000");
-                let status = app.http.post(format!("{}{path}", app.public)).send().await.unwrap().status();
-                assert_ne!(status, 404, "{absent} is advertised but {path} is not served");
-            }
+        // Every advertised endpoint is served.
+        for ep in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "registration_endpoint",
+            "revocation_endpoint",
+            "introspection_endpoint",
+        ] {
+            let path =
+                m[ep].as_str().unwrap_or_else(|| panic!("{ep} advertised")).trim_start_matches("http://localhost:9000");
+            let status = app.http.post(format!("{}{path}", app.public)).send().await.unwrap().status();
+            assert_ne!(status, 404, "{ep} is advertised but {path} is not served");
         }
+        assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(m["client_id_metadata_document_supported"], true);
+        assert!(m.get("dpop_signing_alg_values_supported").is_none(), "DPoP is not implemented, so not advertised");
     }
     let res = app.get("/.well-known/jwks.json").await;
     assert_eq!(res.headers()["access-control-allow-origin"], "*");

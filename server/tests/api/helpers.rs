@@ -273,3 +273,209 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// PKCE pair from RFC 7636 Appendix B.
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const REDIRECT: &str = "http://127.0.0.1/callback";
+pub const RESOURCE: &str = "http://localhost:8080/mcp";
+
+/// A browser: its own cookie jar, redirects not followed.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// What the AS answered at the end of a flow.
+#[derive(Debug)]
+pub enum Landing {
+    /// A 303 to the client's redirect URI, with its query parsed.
+    Client(String, std::collections::HashMap<String, String>),
+    /// An HTML page (status, body).
+    Page(u16, String),
+}
+
+impl Landing {
+    pub fn code(&self) -> String {
+        match self {
+            Landing::Client(_, q) => q.get("code").cloned().unwrap_or_else(|| panic!("no code in {q:?}")),
+            other => panic!("expected a redirect with a code, got {other:?}"),
+        }
+    }
+
+    pub fn query(&self) -> &std::collections::HashMap<String, String> {
+        match self {
+            Landing::Client(_, q) => q,
+            other => panic!("expected a redirect to the client, got {other:?}"),
+        }
+    }
+}
+
+pub fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = html.find(&needle).unwrap_or_else(|| panic!("no hidden {name} in page:\n{html}")) + needle.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.public.clone(),
+        }
+    }
+
+    /// GET or follow a URL on the AS; a 303 to the client becomes a Landing::Client.
+    pub async fn visit(&self, url: &str) -> Landing {
+        let url = if url.starts_with("http://localhost:9000") {
+            url.replacen("http://localhost:9000", &self.base, 1)
+        } else if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            url.to_owned()
+        };
+        let res = self.http.get(&url).send().await.unwrap();
+        self.land(res).await
+    }
+
+    pub async fn land(&self, res: reqwest::Response) -> Landing {
+        let status = res.status().as_u16();
+        if let Some(loc) = res.headers().get("location") {
+            let loc = loc.to_str().unwrap().to_owned();
+            if loc.starts_with('/') {
+                return Box::pin(self.visit(&loc)).await;
+            }
+            let u = url::Url::parse(&loc).unwrap();
+            let q = u.query_pairs().into_owned().collect();
+            let base = format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.path());
+            return Landing::Client(base, q);
+        }
+        Landing::Page(status, res.text().await.unwrap())
+    }
+
+    pub async fn authorize(&self, extra: &[(&str, &str)]) -> Landing {
+        let mut q: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", "test-client"),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("state", "st-1"),
+            ("resource", RESOURCE),
+        ];
+        for (k, _) in extra {
+            q.retain(|(qk, _)| qk != k);
+        }
+        q.extend(extra.iter().filter(|(_, v)| !v.is_empty()).copied());
+        let url = format!("{}/oauth/authorize?{}", self.base, serde_urlencoded(&q));
+        let res = self.http.get(&url).send().await.unwrap();
+        self.land(res).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Landing {
+        let res = self.http.post(format!("{}{path}", self.base)).form(form).send().await.unwrap();
+        self.land(res).await
+    }
+
+    /// Fills the login page.
+    pub async fn login(&self, page: &Landing, user: &str, password: &str) -> Landing {
+        let Landing::Page(_, html) = page else { panic!("expected the login page, got {page:?}") };
+        assert!(html.contains("name=\"password\""), "not the login page:\n{html}");
+        self.post_form(
+            "/ui/login",
+            &[
+                ("request", &hidden(html, "request")),
+                ("csrf", &hidden(html, "csrf")),
+                ("username", user),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    pub async fn decide(&self, page: &Landing, decision: &str) -> Landing {
+        let Landing::Page(_, html) = page else { panic!("expected the consent page, got {page:?}") };
+        assert!(html.contains("name=\"decision\""), "not the consent page:\n{html}");
+        self.post_form(
+            "/ui/consent",
+            &[("request", &hidden(html, "request")), ("csrf", &hidden(html, "csrf")), ("decision", decision)],
+        )
+        .await
+    }
+
+    /// authorize → login as alice → approve.
+    pub async fn code_for(&self, extra: &[(&str, &str)]) -> String {
+        let login = self.authorize(extra).await;
+        let consent = self.login(&login, "alice", "alice-password").await;
+        let back = match &consent {
+            Landing::Client(..) => consent,
+            _ => self.decide(&consent, "approve").await,
+        };
+        back.code()
+    }
+}
+
+pub fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+impl TestApp {
+    pub async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = self.http.post(format!("{}/oauth/token", self.public)).form(form).send().await.unwrap();
+        let s = res.status().as_u16();
+        (s, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn exchange(&self, code: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", VERIFIER),
+            ("client_id", "test-client"),
+            ("redirect_uri", REDIRECT),
+        ])
+        .await
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.http.get(format!("{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok())).unwrap_or(0.0)
+    }
+
+    /// A confidential client created through the admin API: (id, secret).
+    pub async fn confidential_client(&self, grants: &[&str]) -> (String, String) {
+        let (s, v) = self
+            .admin_json(reqwest::Method::POST, "/admin/clients", Some(serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": grants, "redirect_uris": ["https://app.example.com/cb"]})))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn introspect(&self, who: &(String, String), token: &str) -> Value {
+        let res = self
+            .http
+            .post(format!("{}/oauth/introspect", self.public))
+            .basic_auth(&who.0, Some(&who.1))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+}
+
+/// Decodes a JWT part without verifying (tests verify separately).
+pub fn jwt_part(token: &str, i: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(i).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}

@@ -4,7 +4,7 @@
 use authplane_core::config::{ClientConfig, GrantType};
 use sea_orm::TransactionTrait;
 
-use super::{Outcome, RequestIds, TokenResponse, issue_access, narrow_resources, revoke_family_for};
+use super::{Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, revoke_family_for};
 use crate::app::AppState;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
@@ -13,9 +13,17 @@ use crate::random::{secret_token, sha256_hex};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth::{self as rows, FamilyRow};
 
-pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+pub async fn exchange(
+    state: &AppState,
+    client: &ClientConfig,
+    form: &Form,
+    ids: &RequestIds,
+    now: i64,
+    outcome: &mut Outcome,
+) -> Result<TokenResponse, Error> {
     let code = form.get("code").ok_or_else(|| Error::new(Kind::InvalidRequest, "code is required"))?;
-    let verifier = form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
+    let verifier =
+        form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
     let digest = sha256_hex(code.as_bytes());
     let Some(row) = rows::get_code(&state.db, &digest).await? else {
         return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
@@ -27,7 +35,10 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
     }
     if row.consumed_at.is_some() {
         revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
-        return Err(Error::new(Kind::CodeReplay, "authorization code was already used; the tokens it issued are revoked"));
+        return Err(Error::new(
+            Kind::CodeReplay,
+            "authorization code was already used; the tokens it issued are revoked",
+        ));
     }
     if row.expires_at <= now {
         return Err(Error::new(Kind::InvalidGrant, "authorization code expired"));
@@ -49,7 +60,10 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
         // Lost a race with a concurrent exchange of the same code.
         drop(txn);
         revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
-        return Err(Error::new(Kind::CodeReplay, "authorization code was already used; the tokens it issued are revoked"));
+        return Err(Error::new(
+            Kind::CodeReplay,
+            "authorization code was already used; the tokens it issued are revoked",
+        ));
     }
     rows::insert_family(
         &txn,
@@ -72,7 +86,19 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
     } else {
         None
     };
-    let (access_token, expires_in) = issue_access(state, &txn, &row.user_id, &row.client_id, &aud, &row.scope, Some(&row.family_id), now).await?;
+    let (access_token, expires_in) = issue_access(
+        state,
+        &txn,
+        Subject {
+            sub: &row.user_id,
+            client_id: &row.client_id,
+            aud: &aud,
+            scope: &row.scope,
+            family: Some(&row.family_id),
+        },
+        now,
+    )
+    .await?;
     audit::record(
         &txn,
         crate::clock::now_ms(),

@@ -3,14 +3,21 @@
 
 use authplane_core::config::ClientConfig;
 
-use super::{Outcome, RequestIds, TokenResponse, issue_access};
+use super::{Outcome, RequestIds, Subject, TokenResponse, issue_access};
 use crate::app::AppState;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::scopes;
 use crate::store::audit::{self, AuditEvent};
 
-pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+pub async fn exchange(
+    state: &AppState,
+    client: &ClientConfig,
+    form: &Form,
+    ids: &RequestIds,
+    now: i64,
+    outcome: &mut Outcome,
+) -> Result<TokenResponse, Error> {
     if !client.token_endpoint_auth_method.is_confidential() {
         return Err(Error::new(Kind::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
@@ -21,7 +28,13 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
     let grant = scopes::select_scopes(form.get("scope"), &resources, client, &registry.resources, &cfg.oauth)?;
     let aud: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
     let scope = grant.scope_string();
-    let (access_token, expires_in) = issue_access(state, &state.db, &client.client_id, &client.client_id, &aud, &scope, None, now).await?;
+    let (access_token, expires_in) = issue_access(
+        state,
+        &state.db,
+        Subject { sub: &client.client_id, client_id: &client.client_id, aud: &aud, scope: &scope, family: None },
+        now,
+    )
+    .await?;
     audit::record(
         &state.db,
         crate::clock::now_ms(),

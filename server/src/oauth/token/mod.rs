@@ -54,35 +54,55 @@ fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
 }
 
 /// Authenticates the client and runs the grant.
-pub async fn exchange(state: &AppState, form: Form, authorization: Option<&str>, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
+pub async fn exchange(
+    state: &AppState,
+    form: Form,
+    authorization: Option<&str>,
+    ids: &RequestIds,
+    now: i64,
+    outcome: &mut Outcome,
+) -> Result<TokenResponse, Error> {
     let grant = grant_type(form.get("grant_type"))?;
     outcome.grant_type = Some(grant);
     let presented: Presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
     outcome.client_id = Some(presented.client_id.clone());
-    let client = clients::find(state, &presented.client_id, now).await?.ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
+    let client = clients::find(state, &presented.client_id, now)
+        .await?
+        .ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
     client_auth::verify(&client.spec, &presented)?;
     if !client.spec.grant_types.contains(&grant) {
         return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
     }
     match grant {
-        GrantType::AuthorizationCode => authorization_code::exchange(state, &client.spec, &form, ids, now, outcome).await,
+        GrantType::AuthorizationCode => {
+            authorization_code::exchange(state, &client.spec, &form, ids, now, outcome).await
+        }
         GrantType::RefreshToken => refresh_token::exchange(state, &client.spec, &form, ids, now, outcome).await,
-        GrantType::ClientCredentials => client_credentials::exchange(state, &client.spec, &form, ids, now, outcome).await,
+        GrantType::ClientCredentials => {
+            client_credentials::exchange(state, &client.spec, &form, ids, now, outcome).await
+        }
     }
 }
 
 /// Signs an access token and, for user grants, records its `jti` in the
 /// family so that revoking the family revokes it too.
+/// Who and what an access token is for.
+pub(crate) struct Subject<'a> {
+    pub sub: &'a str,
+    pub client_id: &'a str,
+    pub aud: &'a [String],
+    pub scope: &'a str,
+    /// The token family, for user grants.
+    pub family: Option<&'a str>,
+}
+
 pub(crate) async fn issue_access<C: ConnectionTrait>(
     state: &AppState,
     conn: &C,
-    sub: &str,
-    client_id: &str,
-    aud: &[String],
-    scope: &str,
-    family: Option<&str>,
+    who: Subject<'_>,
     now: i64,
 ) -> Result<(String, i64), Error> {
+    let Subject { sub, client_id, aud, scope, family } = who;
     let cfg = state.config.load();
     let ttl = cfg.oauth.access_token_ttl.as_secs() as i64;
     let claims = AccessClaims {
@@ -104,7 +124,15 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
 
 /// Revokes a family after a replayed code or a reused refresh token, with
 /// the audit row, in one transaction.
-pub(crate) async fn revoke_family_for(state: &AppState, family_id: &str, client_id: &str, user_id: &str, why: &'static str, ids: &RequestIds, now: i64) -> Result<(), Error> {
+pub(crate) async fn revoke_family_for(
+    state: &AppState,
+    family_id: &str,
+    client_id: &str,
+    user_id: &str,
+    why: &'static str,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<(), Error> {
     use sea_orm::TransactionTrait;
     let txn = state.db.begin().await?;
     let was_live = rows::revoke_family(&txn, family_id, now).await?;
@@ -136,7 +164,9 @@ pub(crate) fn narrow_resources(requested: &[String], granted: &[String]) -> Resu
     }
     let mut out = Vec::new();
     for r in requested {
-        let canon = authplane_core::ResourceUri::parse(r).map_err(|e| Error::new(Kind::InvalidTarget, format!("resource: {e}")))?.to_string();
+        let canon = authplane_core::ResourceUri::parse(r)
+            .map_err(|e| Error::new(Kind::InvalidTarget, format!("resource: {e}")))?
+            .to_string();
         if !granted.contains(&canon) {
             return Err(Error::new(Kind::InvalidTarget, format!("resource {canon} was not granted")));
         }

@@ -5,7 +5,9 @@
 use authplane_core::config::ClientConfig;
 use sea_orm::TransactionTrait;
 
-use super::{Outcome, RequestIds, TokenResponse, issue_access, narrow_resources, narrow_scope, revoke_family_for};
+use super::{
+    Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, narrow_scope, revoke_family_for,
+};
 use crate::app::AppState;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
@@ -13,8 +15,16 @@ use crate::random::{secret_token, sha256_hex};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth as rows;
 
-pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids: &RequestIds, now: i64, outcome: &mut Outcome) -> Result<TokenResponse, Error> {
-    let token = form.get("refresh_token").ok_or_else(|| Error::new(Kind::InvalidRequest, "refresh_token is required"))?;
+pub async fn exchange(
+    state: &AppState,
+    client: &ClientConfig,
+    form: &Form,
+    ids: &RequestIds,
+    now: i64,
+    outcome: &mut Outcome,
+) -> Result<TokenResponse, Error> {
+    let token =
+        form.get("refresh_token").ok_or_else(|| Error::new(Kind::InvalidRequest, "refresh_token is required"))?;
     let digest = sha256_hex(token.as_bytes());
     let invalid = || Error::new(Kind::InvalidGrant, "unknown, expired or revoked refresh token");
     let row = rows::get_refresh(&state.db, &digest).await?.ok_or_else(invalid)?;
@@ -29,7 +39,10 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
     }
     if row.rotated_at.is_some() {
         revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
-        return Err(Error::new(Kind::RefreshReuse, "refresh token was already used; every token of this grant is revoked"));
+        return Err(Error::new(
+            Kind::RefreshReuse,
+            "refresh token was already used; every token of this grant is revoked",
+        ));
     }
     if family.expires_at <= now {
         return Err(invalid());
@@ -41,11 +54,26 @@ pub async fn exchange(state: &AppState, client: &ClientConfig, form: &Form, ids:
     if !rows::rotate_refresh(&txn, &digest, now).await? {
         drop(txn);
         revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
-        return Err(Error::new(Kind::RefreshReuse, "refresh token was already used; every token of this grant is revoked"));
+        return Err(Error::new(
+            Kind::RefreshReuse,
+            "refresh token was already used; every token of this grant is revoked",
+        ));
     }
     let next = secret_token();
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
-    let (access_token, expires_in) = issue_access(state, &txn, &family.user_id, &family.client_id, &aud, &scope, Some(&family.id), now).await?;
+    let (access_token, expires_in) = issue_access(
+        state,
+        &txn,
+        Subject {
+            sub: &family.user_id,
+            client_id: &family.client_id,
+            aud: &aud,
+            scope: &scope,
+            family: Some(&family.id),
+        },
+        now,
+    )
+    .await?;
     audit::record(
         &txn,
         crate::clock::now_ms(),
