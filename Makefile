@@ -8,6 +8,7 @@ help:
 	@echo "make test   - install/start what the tests need, run every suite"
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make build  - debug build of the workspace"
+	@echo "make bench  - tokens/s of the AS (release, SQLite) vs node oidc-provider under wrk"
 	@echo "make demo   - the AS plus the example MCP server on :8080"
 
 run:
@@ -32,3 +33,9 @@ build:
 
 release:
 	cargo build --release --locked -p authplane-server
+
+# Load test (not a timed test): client_credentials and refresh_token on the
+# release build with SQLite, and node oidc-provider side by side (e2e/bench/run.sh).
+.PHONY: bench
+bench:
+	e2e/bench/run.sh

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# `make bench`: tokens per second of the authserver (release build, SQLite,
+# audit rows durable) for client_credentials and refresh_token, and of node
+# oidc-provider (in memory, ES256 JWT access tokens, resource indicators) for
+# client_credentials under the same wrk load, in one run. Prints tokens/s,
+# p50/p99, RSS (VmRSS and peak VmHWM from /proc), database writes per grant
+# and the ratio. Loopback only; every load is bounded by wrk's -d.
+#
+# Method
+# - wrk -t2 -c32 -d10s (issue 3's baseline), after a 2 s warm-up, one server
+#   at a time on the 2-core machine; wrk shares the cores with the server.
+# - client_credentials: the same POST each time (client_secret_basic,
+#   resource, scope), against both servers.
+# - refresh_token: refresh tokens rotate and a reused one revokes its family,
+#   so each request needs a fresh one. 64 grants are minted first through
+#   the real authorization-code flow (mint-refresh.mjs); each wrk thread owns
+#   a pool of them and puts back the rotated token from every answer
+#   (refresh_token.lua), so every connection is a client keeping its grant
+#   alive, and no token is ever used twice.
+# - DB writes per grant: row counts of every table (plus rows marked spent)
+#   before and after the measured run, divided by the successful requests.
+#
+# Env: BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_DURATION (10s),
+# BENCH_WARMUP (2s), AUTHSERVER_BIN (skip the release build).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+oidc="$here/oidc"
+threads="${BENCH_THREADS:-2}"
+conns="${BENCH_CONNECTIONS:-32}"
+duration="${BENCH_DURATION:-10s}"
+warmup="${BENCH_WARMUP:-2s}"
+
+# shellcheck source=../oauth/lib/authserver.sh
+source "$root/e2e/oauth/lib/authserver.sh"
+work="$(mktemp -d "${TMPDIR:-/tmp}/authplane-bench.XXXXXX")"
+oidc_pid=""
+cleanup() {
+  as_stop
+  if [[ -n "$oidc_pid" ]]; then
+    kill "$oidc_pid" 2>/dev/null || true
+    wait "$oidc_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools ----------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing Debian's wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
+  echo "bench: cargo build --release -p authplane-server"
+  (cd "$root" && cargo build --quiet --release --locked -p authplane-server --bin authserver)
+  AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/release/authserver"
+fi
+stamp="$oidc/node_modules/.lock-sha256"
+lock_sum="$(sha256sum "$oidc/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
+  echo "bench: installing oidc-provider (npm ci)"
+  (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" >"$stamp"
+fi
+
+# --- helpers --------------------------------------------------------------------
+export BENCH_LUA_DIR="$here" BENCH_THREADS="$threads"
+
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+
+# jwt_header TOKEN -> the decoded JOSE header
+jwt_header() { python3 -c 'import sys,base64; h=sys.argv[1].split(".")[0]; print(base64.urlsafe_b64decode(h+"="*(-len(h)%4)).decode())' "$1"; }
+
+# check_token URL AUTH BODY: one request by hand, like the load will send.
+check_token() {
+  local out tok
+  out="$(curl -fsS -H "Authorization: $2" -H 'Content-Type: application/x-www-form-urlencoded' --data "$3" "$1")"
+  tok="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$out")"
+  echo "  token header: $(jwt_header "$tok")"
+}
+
+# run_wrk NAME URL SCRIPT PID -> sets R_* and prints a line
+declare -A RESULT
+run_wrk() {
+  local name="$1" url="$2" script="$3" pid="$4" out line ok
+  echo "  load average before: $(loadavg)"
+  out="$(wrk -t"$threads" -c"$conns" -d"$duration" -s "$here/$script" "$url")"
+  line="$(grep '^BENCH ' <<<"$out")"
+  local req dur p50 p99 st
+  req="$(kv requests "$line")"
+  dur="$(kv duration_us "$line")"
+  p50="$(kv p50_us "$line")"
+  p99="$(kv p99_us "$line")"
+  st="$(( $(kv err_status "$line") + $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line") ))"
+  ok=$((req - $(kv err_status "$line")))
+  RESULT[$name.ok]="$ok"
+  RESULT[$name.errors]="$st"
+  RESULT[$name.tps]="$(awk -v n="$ok" -v d="$dur" 'BEGIN { printf "%.0f", n / (d / 1e6) }')"
+  RESULT[$name.p50]="$(awk -v u="$p50" 'BEGIN { printf "%.2f", u / 1000 }')"
+  RESULT[$name.p99]="$(awk -v u="$p99" 'BEGIN { printf "%.2f", u / 1000 }')"
+  RESULT[$name.rss]="$(rss_mb "$pid" VmRSS)"
+  RESULT[$name.hwm]="$(rss_mb "$pid" VmHWM)"
+  printf '  %s: %s tokens/s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB)\n' \
+    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}"
+  if [[ "$st" != 0 ]]; then
+    echo "$out" | sed 's/^/    wrk: /'
+  fi
+}
+
+# writes_per_grant BEFORE_JSON AFTER_JSON OK -> "N (table +x, ...)"
+writes_per_grant() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, sys
+a, b, n = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+parts, total = [], 0.0
+for k in sorted(b):
+    d = (b[k] - a.get(k, 0)) / max(n, 1)
+    if abs(d) >= 0.005:
+        parts.append(f"{k} {d:+.2f}")
+        total += d
+print(f"{total:.2f} ({', '.join(parts)})")
+PY
+}
+
+echo "bench: wrk -t$threads -c$conns -d$duration (warm-up $warmup), $(nproc) cores, $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+
+# --- AuthPlane --------------------------------------------------------------------
+as_start authplane "$AUTHSERVER_BIN"
+ap_pid="$E2E_SERVER_PID"
+cc_body="grant_type=client_credentials&scope=tools%2Fread&resource=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$E2E_RESOURCE")"
+echo "authplane $("$AUTHSERVER_BIN" version 2>/dev/null | head -1) (SQLite, log level info, access log on)"
+check_token "$E2E_ISSUER/oauth/token" "$(basic "$E2E_CONF_CLIENT" "$E2E_CONF_SECRET")" "$cc_body"
+
+export BENCH_AUTH BENCH_BODY
+BENCH_AUTH="$(basic "$E2E_CONF_CLIENT" "$E2E_CONF_SECRET")"
+BENCH_BODY="$cc_body"
+wrk -t"$threads" -c"$conns" -d"$warmup" -s "$here/client_credentials.lua" "$E2E_ISSUER/oauth/token" >/dev/null
+before="$(python3 "$here/dbstat.py" "$E2E_DB")"
+run_wrk authplane.client_credentials "$E2E_ISSUER/oauth/token" client_credentials.lua "$ap_pid"
+after="$(python3 "$here/dbstat.py" "$E2E_DB")"
+RESULT[authplane.client_credentials.writes]="$(writes_per_grant "$before" "$after" "${RESULT[authplane.client_credentials.ok]}")"
+
+echo "  minting 64 refresh-token grants through the code flow"
+(cd "$here" && node mint-refresh.mjs 64) >"$work/tokens.txt"
+export BENCH_TOKENS="$work/tokens.txt" BENCH_CLIENT_ID="$E2E_PUBLIC_CLIENT"
+before="$(python3 "$here/dbstat.py" "$E2E_DB")"
+run_wrk authplane.refresh_token "$E2E_ISSUER/oauth/token" refresh_token.lua "$ap_pid"
+after="$(python3 "$here/dbstat.py" "$E2E_DB")"
+RESULT[authplane.refresh_token.writes]="$(writes_per_grant "$before" "$after" "${RESULT[authplane.refresh_token.ok]}")"
+reuse="$(curl -s "$E2E_ADMIN_URL/metrics" | sed -n 's/^authserver_auth_denied_total{reason="refresh_reuse"} //p')"
+echo "  refresh_reuse denials during the run: ${reuse:-0} (must be 0: no token was used twice)"
+as_stop
+
+# --- oidc-provider --------------------------------------------------------------------
+port="$(as_free_port)"
+oidc_secret="$(as_rand 43)"
+resource="https://mcp.bench.test/mcp"
+node "$oidc/server.mjs" "$port" bench-client "$oidc_secret" "$resource" >"$work/oidc.log" 2>&1 &
+oidc_pid=$!
+for _ in $(seq 1 100); do grep -q '^listening' "$work/oidc.log" 2>/dev/null && break; sleep 0.1; done
+grep -q '^listening' "$work/oidc.log" || { cat "$work/oidc.log"; echo "bench: oidc-provider did not start"; exit 1; }
+echo "oidc-provider $(node -p 'require("'"$oidc"'/node_modules/oidc-provider/package.json").version') on node $(node --version) (in memory)"
+BENCH_AUTH="$(basic bench-client "$oidc_secret")"
+BENCH_BODY="grant_type=client_credentials&scope=tools%2Fread&resource=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$resource")"
+check_token "http://127.0.0.1:$port/token" "$BENCH_AUTH" "$BENCH_BODY"
+wrk -t"$threads" -c"$conns" -d"$warmup" -s "$here/client_credentials.lua" "http://127.0.0.1:$port/token" >/dev/null
+run_wrk oidc-provider.client_credentials "http://127.0.0.1:$port/token" client_credentials.lua "$oidc_pid"
+kill "$oidc_pid"
+wait "$oidc_pid" 2>/dev/null || true
+oidc_pid=""
+
+# --- summary ------------------------------------------------------------------------
+echo
+printf '%-36s %12s %9s %9s %9s %10s  %s\n' "server / grant" "tokens/s" "p50 ms" "p99 ms" "RSS MB" "peak MB" "DB writes per grant"
+for name in authplane.client_credentials authplane.refresh_token oidc-provider.client_credentials; do
+  printf '%-36s %12s %9s %9s %9s %10s  %s\n' "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.writes]:-none (in memory)}"
+done
+ratio="$(awk -v a="${RESULT[authplane.client_credentials.tps]}" -v b="${RESULT[oidc-provider.client_credentials.tps]}" 'BEGIN { printf "%.2f", a / b }')"
+echo
+echo "ratio (client_credentials tokens/s, authplane / oidc-provider): ${ratio}x   (issue 3 target: >= 2x, p99 < 10 ms, RSS < 40 MB)"
+errors=$(( ${RESULT[authplane.client_credentials.errors]} + ${RESULT[authplane.refresh_token.errors]} + ${RESULT[oidc-provider.client_credentials.errors]} ))
+if [[ $errors -ne 0 || "${reuse:-0}" != 0 ]]; then
+  echo "bench: some requests failed; the numbers above are not valid"
+  exit 1
+fi
