@@ -13,6 +13,7 @@ pub enum Kind {
     CodeReplay,
     RefreshReuse,
     RedirectUriMismatch,
+    RedirectUriChanged,
     UnknownClient,
     InvalidTarget,
     InvalidScope,
@@ -40,6 +41,7 @@ impl Kind {
             Kind::CodeReplay => "ErrCodeReplay",
             Kind::RefreshReuse => "ErrRefreshReuse",
             Kind::RedirectUriMismatch => "ErrRedirectURIMismatch",
+            Kind::RedirectUriChanged => "ErrRedirectURIChanged",
             Kind::UnknownClient => "ErrUnknownClient",
             Kind::InvalidTarget => "ErrInvalidTarget",
             Kind::InvalidScope => "ErrInvalidScope",
@@ -62,7 +64,7 @@ impl Kind {
         match self {
             Kind::InvalidRequest | Kind::RedirectUriMismatch | Kind::UnknownClient => "invalid_request",
             Kind::InvalidClient => "invalid_client",
-            Kind::InvalidGrant | Kind::InvalidPkce | Kind::CodeReplay | Kind::RefreshReuse => "invalid_grant",
+            Kind::InvalidGrant | Kind::InvalidPkce | Kind::CodeReplay | Kind::RefreshReuse | Kind::RedirectUriChanged => "invalid_grant",
             Kind::InvalidTarget => "invalid_target",
             Kind::InvalidScope => "invalid_scope",
             Kind::UnauthorizedClient => "unauthorized_client",
@@ -98,7 +100,7 @@ impl Kind {
             Kind::InvalidPkce => "invalid_pkce",
             Kind::CodeReplay => "code_replay",
             Kind::RefreshReuse => "refresh_reuse",
-            Kind::RedirectUriMismatch => "redirect_uri_mismatch",
+            Kind::RedirectUriMismatch | Kind::RedirectUriChanged => "redirect_uri_mismatch",
             Kind::InvalidTarget => "invalid_target",
             Kind::InvalidScope => "invalid_scope",
             Kind::UnauthorizedClient | Kind::RegistrationDisabled => "unauthorized_client",
@@ -157,7 +159,7 @@ mod tests {
 
     /// Every variant; the match below fails to compile when one is added
     /// without being listed here.
-    const ALL: [Kind; 21] = [
+    const ALL: [Kind; 22] = [
         Kind::InvalidRequest,
         Kind::InvalidClient,
         Kind::InvalidGrant,
@@ -165,6 +167,7 @@ mod tests {
         Kind::CodeReplay,
         Kind::RefreshReuse,
         Kind::RedirectUriMismatch,
+        Kind::RedirectUriChanged,
         Kind::UnknownClient,
         Kind::InvalidTarget,
         Kind::InvalidScope,
@@ -213,6 +216,7 @@ mod tests {
                 | Kind::CodeReplay
                 | Kind::RefreshReuse
                 | Kind::RedirectUriMismatch
+                | Kind::RedirectUriChanged
                 | Kind::UnknownClient
                 | Kind::InvalidTarget
                 | Kind::InvalidScope

@@ -46,7 +46,7 @@ pub async fn exchange(
     if let Some(uri) = form.get("redirect_uri")
         && uri != row.redirect_uri
     {
-        return Err(Error::new(Kind::RedirectUriMismatch, "redirect_uri differs from the authorization request"));
+        return Err(Error::new(Kind::RedirectUriChanged, "redirect_uri differs from the authorization request"));
     }
     if !pkce::verify_s256(verifier, &row.code_challenge) {
         return Err(Error::new(Kind::InvalidPkce, "code_verifier does not match the code_challenge"));
