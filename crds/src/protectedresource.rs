@@ -1,0 +1,88 @@
+//! `ProtectedResource`: an MCP server (RFC 9728 protected resource) that an
+//! `AuthServer` issues tokens for.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{AuthServerRef, Condition};
+
+/// A protected resource (an MCP server) registered with an `AuthServer`.
+/// Tokens for it carry its canonical URI in `aud` (RFC 8707), and its scopes
+/// appear in the AuthServer's `scopes_supported`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "authplane.io",
+    version = "v1alpha1",
+    kind = "ProtectedResource",
+    namespaced,
+    status = "ProtectedResourceStatus",
+    shortname = "pres",
+    category = "authplane",
+    doc = "An MCP server (protected resource) served by an AuthServer. See `kubectl explain protectedresource.spec`.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Resource", type_ = "string", json_path = ".spec.resource"),
+    printcolumn(name = "AuthServer", type_ = "string", json_path = ".spec.authServerRef.name"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.defaultScopes) || self.defaultScopes.all(s, s in self.scopes)").message("every spec.defaultScopes entry must be one of spec.scopes"))]
+pub struct ProtectedResourceSpec {
+    /// The AuthServer (same namespace) that issues tokens for this resource.
+    pub auth_server_ref: AuthServerRef,
+
+    /// The resource URI clients send as `resource` (RFC 8707), e.g.
+    /// `https://mcp.example.com/mcp`. Compared after canonicalisation (scheme
+    /// and host lower-cased, default port dropped, one trailing slash
+    /// ignored). https, or http on a loopback host; no fragment.
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self)").message("spec.resource must be an absolute URI such as https://mcp.example.com/mcp"))]
+    #[x_kube(validation = Rule::new("!self.contains('#')").message("spec.resource must not have a fragment (RFC 8707 §2)"))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\\\[::1\\\\])([:/].*)?$')").message("spec.resource must be https (http only on a loopback host)"))]
+    pub resource: String,
+
+    /// A human-readable name, shown on the consent page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub display_name: Option<String>,
+
+    /// The scopes this resource's tools require (RFC 6749 §3.3 scope tokens),
+    /// e.g. `[tools/read, tools/write]`. `offline_access` is granted by the AS
+    /// and cannot be declared.
+    #[schemars(schema_with = "crate::common::required_scope_set")]
+    pub scopes: Vec<String>,
+
+    /// Granted when a request has no `scope` (unless the AuthServer sets
+    /// `oauth.requireScope`). Unset = every scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::common::optional_scope_set")]
+    pub default_scopes: Option<Vec<String>>,
+
+    /// Require DPoP-bound tokens (RFC 9449) for this resource. Not enforced by
+    /// this server version yet: a resource that sets it is refused (fail
+    /// closed) with reason `DPoPNotSupported`.
+    #[serde(default)]
+    pub dpop_required: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtectedResourceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the resource is in its AuthServer's configuration.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::common::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The issuer of the AuthServer, for the resource's PRM `authorization_servers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The canonical form of `spec.resource`: what tokens carry in `aud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_resource: Option<String>,
+}

@@ -1,0 +1,305 @@
+//! OAuthClient → credential Secret (`client_id`, `client_secret`, `issuer`)
+//! and status. The secret is generated once and then read back from the
+//! Secret on every reconcile, so it never changes; a Secret the operator did
+//! not create is used as-is and never written. The AuthServer controller
+//! hands the server only the secret's SHA-256 digest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplane_crds::common::condition;
+use authplane_crds::oauthclient::ClientType;
+use authplane_crds::{AuthServer, OAuthClient, OAuthClientStatus, ProtectedResource};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::Future;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use tracing::Instrument;
+
+use super::{Context, Error, api, apply_secret, controller_owner, patch_status, reflect};
+use crate::conditions::{Want, merge, rfc3339, transitions};
+use crate::render::config::{ClientIn, ResourceIn, Verdict, client_id, client_secret_name, registry};
+use crate::render::{MANAGED_SELECTOR, objects};
+
+const KIND: &str = "OAuthClient";
+/// Shortest client secret accepted from a bring-your-own Secret (the
+/// generated ones are 43 characters: 256 bits, base64url).
+pub const MIN_SECRET_LEN: usize = 32;
+
+pub struct Ctx {
+    pub base: Arc<Context>,
+    servers: Store<AuthServer>,
+    resources: Store<ProtectedResource>,
+    clients: Store<OAuthClient>,
+    secrets: Store<Secret>,
+}
+
+pub fn run(
+    base: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let client = base.client.clone();
+    let ns = namespace.as_deref();
+    let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
+    let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
+    let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
+    let (secrets, secret_stream) =
+        reflect(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    let by_server = clients.clone();
+    let by_resource = clients.clone();
+    let ctx = Arc::new(Ctx { base, servers, resources, clients: clients.clone(), secrets });
+    let controller = Controller::for_stream(client_stream, clients)
+        .owns_stream(secret_stream)
+        .watches_stream(server_stream, move |a: AuthServer| {
+            referencing(&by_server, a.namespace(), &a.name_any(), false)
+        })
+        .watches_stream(resource_stream, move |r: ProtectedResource| {
+            // Only clients that restrict resources can change verdict.
+            referencing(&by_resource, r.namespace(), &r.spec.auth_server_ref.name, true)
+        })
+        .with_config(Config::default().concurrency(16))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx: Arc<Ctx>| async move {
+                let span = super::span(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
+                reconcile(obj, ctx).instrument(span).await
+            },
+            |obj, e, ctx| super::on_error(&ctx.base.metrics, KIND, &obj.name_any(), e),
+            ctx,
+        );
+    super::drain(KIND, controller)
+}
+
+fn referencing(
+    clients: &Store<OAuthClient>,
+    ns: Option<String>,
+    server: &str,
+    restricted_only: bool,
+) -> Vec<ObjectRef<OAuthClient>> {
+    clients
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.namespace() == ns
+                && c.spec.auth_server_ref.name == server
+                && (!restricted_only || !c.spec.allowed_resources.is_empty())
+        })
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// 256 random bits, base64url without padding.
+fn generate_secret() -> Result<String, Error> {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| Error::Keys(crate::keys::KeyGenError::Generate))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Where the credentials come from.
+enum Source {
+    /// The operator's Secret; `secret` is the value to keep (or a new one).
+    Generated { live: Option<Box<Secret>>, secret: Option<String>, created: bool },
+    /// The user's Secret; `problem` when it is unusable.
+    Provided { problem: Option<String> },
+}
+
+async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let _measure = ctx.base.metrics.measure(KIND);
+    // Decide only on complete caches: a half-filled cache would report a
+    // missing AuthServer (or drop clients from the config) at start-up.
+    ctx.servers.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    ctx.resources.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    ctx.clients.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    ctx.secrets.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let name = obj.name_any();
+    let uid = obj.uid().ok_or(Error::Incomplete("uid"))?;
+    let before = obj.status.clone().unwrap_or_default();
+    let server_name = obj.spec.auth_server_ref.name.clone();
+    let id = client_id(&ns, &name, &obj.spec);
+    let secret_name = client_secret_name(&name, &obj.spec);
+    let confidential = obj.spec.type_ == ClientType::Confidential;
+    let mut requeue = None;
+
+    let server = ctx.servers.get(&ObjectRef::new(&server_name).within(&ns));
+    let Some(server) = server else {
+        let want = Want::fail(
+            condition::READY,
+            "AuthServerNotFound",
+            format!(
+                "AuthServer {server_name} does not exist in namespace {ns}; create it or fix spec.authServerRef.name"
+            ),
+        );
+        return finish(&ctx, &obj, before, want, &id, None, None).await;
+    };
+
+    // 1. Credentials.
+    let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns)).map(|s| (*s).clone());
+    // The cache may lag behind a Secret created a moment ago: before
+    // generating a secret, ask the API, so the secret is made exactly once.
+    let live = match cached {
+        Some(s) => Some(s),
+        None => Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&secret_name).await?,
+    };
+    let source = match live {
+        Some(s) if controller_owner::<OAuthClient>(&s).map(|(_, u)| u) != Some(uid.clone()) => {
+            let value = s.data.as_ref().and_then(|d| d.get("client_secret")).map(|v| v.0.len());
+            let problem = match (confidential, value) {
+                (false, _) => None,
+                (true, None) => Some(format!("Secret {secret_name} (yours) has no client_secret key")),
+                (true, Some(n)) if n < MIN_SECRET_LEN => Some(format!(
+                    "Secret {secret_name} (yours): client_secret is {n} characters; use at least {MIN_SECRET_LEN} random characters"
+                )),
+                _ => None,
+            };
+            Source::Provided { problem }
+        }
+        Some(s) => {
+            let existing = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get("client_secret"))
+                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                .filter(|v| v.len() >= MIN_SECRET_LEN);
+            let (secret, created) = match (confidential, existing) {
+                (false, _) => (None, false),
+                (true, Some(v)) => (Some(v), false),
+                (true, None) => (Some(generate_secret()?), true),
+            };
+            Source::Generated { live: Some(Box::new(s)), secret, created }
+        }
+        None => {
+            let secret = if confidential { Some(generate_secret()?) } else { None };
+            Source::Generated { live: None, secret, created: confidential }
+        }
+    };
+    let (secret_source, secret_problem) = match source {
+        Source::Provided { problem } => ("Provided", problem),
+        Source::Generated { live, secret, created } => {
+            let desired =
+                objects::client_secret(&obj, &secret_name, &server_name, &id, secret.as_deref(), &server.spec.issuer)
+                    .ok_or(Error::Incomplete("uid"))?;
+            let wrote = apply_secret(&ctx.base, desired, live.as_deref()).await?;
+            if wrote && (created || live.is_none()) {
+                tracing::info!(secret = %secret_name, client_id = %id, "credentials Secret created");
+                ctx.base
+                    .event(
+                        obj.as_ref(),
+                        false,
+                        "CredentialsCreated",
+                        format!("client_id {id} written to Secret {secret_name}"),
+                    )
+                    .await;
+            }
+            ("Generated", None)
+        }
+    };
+
+    // 2. Would the AuthServer accept it? The same pure rules it runs.
+    let want = if let Some(problem) = secret_problem {
+        Want::fail(condition::READY, "SecretInvalid", problem)
+    } else {
+        let resources: Vec<Arc<ProtectedResource>> = ctx
+            .resources
+            .state()
+            .into_iter()
+            .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.auth_server_ref.name == server_name)
+            .collect();
+        let resource_inputs: Vec<ResourceIn<'_>> = resources
+            .iter()
+            .filter(|r| r.metadata.deletion_timestamp.is_none())
+            .map(|r| ResourceIn {
+                name: r.metadata.name.as_deref().unwrap_or_default(),
+                created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                spec: &r.spec,
+            })
+            .collect();
+        // Siblings matter only for client_id conflicts; their secrets are
+        // their own business (a stand-in digest keeps them in the running).
+        let siblings: Vec<Arc<OAuthClient>> = ctx
+            .clients
+            .state()
+            .into_iter()
+            .filter(|c| {
+                c.namespace().as_deref() == Some(ns.as_str())
+                    && c.spec.auth_server_ref.name == server_name
+                    && c.metadata.deletion_timestamp.is_none()
+                    && client_id(&ns, &c.name_any(), &c.spec) == id
+                    && c.name_any() != name
+            })
+            .collect();
+        let stand_in = Some("0".repeat(64));
+        let mut client_inputs: Vec<ClientIn<'_>> = siblings
+            .iter()
+            .map(|c| ClientIn {
+                name: c.metadata.name.as_deref().unwrap_or_default(),
+                namespace: &ns,
+                created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                spec: &c.spec,
+                digest: stand_in.clone(),
+            })
+            .collect();
+        client_inputs.push(ClientIn {
+            name: &name,
+            namespace: &ns,
+            created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            spec: &obj.spec,
+            digest: stand_in.clone(),
+        });
+        match registry(&resource_inputs, &client_inputs).client_verdicts.get(&name) {
+            Some(Verdict::Accepted) | None => Want::ok(
+                condition::READY,
+                "Registered",
+                format!("credentials in Secret {secret_name}; in the configuration of AuthServer {server_name}"),
+            ),
+            Some(Verdict::Rejected { reason, message }) => {
+                if matches!(*reason, "DuplicateClientId" | "UnknownResource") {
+                    requeue = Some(Duration::from_secs(60));
+                }
+                Want::fail(condition::READY, reason, message.clone())
+            }
+        }
+    };
+    let action = finish(&ctx, &obj, before, want, &id, Some(secret_name), Some(secret_source)).await?;
+    Ok(requeue.map_or(action, Action::requeue))
+}
+
+async fn finish(
+    ctx: &Ctx,
+    obj: &OAuthClient,
+    before: OAuthClientStatus,
+    want: Want,
+    id: &str,
+    secret_name: Option<String>,
+    secret_source: Option<&str>,
+) -> Result<Action, Error> {
+    let generation = obj.metadata.generation;
+    let status = OAuthClientStatus {
+        observed_generation: generation,
+        conditions: merge(
+            &before.conditions,
+            std::slice::from_ref(&want),
+            generation,
+            &rfc3339(Timestamp::now().as_second()),
+        ),
+        client_id: Some(id.to_owned()),
+        secret_name,
+        secret_source: secret_source.map(str::to_owned),
+    };
+    let flipped = !transitions(&before.conditions, &status.conditions).is_empty();
+    patch_status(&ctx.base, obj, obj.status.as_ref(), &status).await?;
+    if flipped && !want.status {
+        ctx.base.event(obj, true, want.reason, want.message.clone()).await;
+    }
+    Ok(Action::await_change())
+}

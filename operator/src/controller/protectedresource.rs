@@ -1,0 +1,150 @@
+//! ProtectedResource → status. The AuthServer controller puts accepted
+//! resources into the config; this one tells the user whether (and why not)
+//! by running the same pure registry rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplane_core::ResourceUri;
+use authplane_crds::common::condition;
+use authplane_crds::{AuthServer, ProtectedResource, ProtectedResourceStatus};
+use futures_util::Future;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use tracing::Instrument;
+
+use super::{Context, Error, api, patch_status, reflect};
+use crate::conditions::{Want, merge, rfc3339, transitions};
+use crate::render::config::{ResourceIn, Verdict, registry};
+
+const KIND: &str = "ProtectedResource";
+
+pub struct Ctx {
+    pub base: Arc<Context>,
+    servers: Store<AuthServer>,
+    resources: Store<ProtectedResource>,
+}
+
+pub fn run(
+    base: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let client = base.client.clone();
+    let ns = namespace.as_deref();
+    let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
+    let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
+    let index = resources.clone();
+    let ctx = Arc::new(Ctx { base, servers, resources: resources.clone() });
+    let controller = Controller::for_stream(resource_stream, resources)
+        .watches_stream(server_stream, move |a: AuthServer| {
+            let ns = a.namespace();
+            let name = a.name_any();
+            index
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == ns && r.spec.auth_server_ref.name == name)
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(Config::default().concurrency(8))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx: Arc<Ctx>| async move {
+                let span = super::span(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
+                reconcile(obj, ctx).instrument(span).await
+            },
+            |obj, e, ctx| super::on_error(&ctx.base.metrics, KIND, &obj.name_any(), e),
+            ctx,
+        );
+    super::drain(KIND, controller)
+}
+
+async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let _measure = ctx.base.metrics.measure(KIND);
+    // Decide only on complete caches: a half-filled cache would report a
+    // missing AuthServer (or drop clients from the config) at start-up.
+    ctx.servers.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    ctx.resources.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let name = obj.name_any();
+    let generation = obj.metadata.generation;
+    let before = obj.status.clone().unwrap_or_default();
+    let server_name = &obj.spec.auth_server_ref.name;
+    let server = ctx.servers.get(&ObjectRef::new(server_name).within(&ns));
+
+    let mut requeue = None;
+    let (want, issuer) = match &server {
+        None => (
+            Want::fail(
+                condition::READY,
+                "AuthServerNotFound",
+                format!(
+                    "AuthServer {server_name} does not exist in namespace {ns}; create it or fix spec.authServerRef.name"
+                ),
+            ),
+            None,
+        ),
+        Some(server) => {
+            let siblings: Vec<Arc<ProtectedResource>> = ctx
+                .resources
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    r.namespace().as_deref() == Some(ns.as_str())
+                        && &r.spec.auth_server_ref.name == server_name
+                        && r.metadata.deletion_timestamp.is_none()
+                })
+                .collect();
+            let inputs: Vec<ResourceIn<'_>> = siblings
+                .iter()
+                .map(|r| ResourceIn {
+                    name: r.metadata.name.as_deref().unwrap_or_default(),
+                    created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    spec: &r.spec,
+                })
+                .collect();
+            let reg = registry(&inputs, &[]);
+            let want = match reg.resource_verdicts.get(&name) {
+                Some(Verdict::Accepted) => Want::ok(
+                    condition::READY,
+                    "Registered",
+                    format!("in the configuration of AuthServer {server_name} (issuer {})", server.spec.issuer),
+                ),
+                Some(Verdict::Rejected { reason, message }) => {
+                    if *reason == "DuplicateResource" {
+                        // The winner may go away; look again.
+                        requeue = Some(Duration::from_secs(60));
+                    }
+                    Want::fail(condition::READY, reason, message.clone())
+                }
+                // Not in the cache yet (we were just created): look again soon.
+                None => {
+                    requeue = Some(Duration::from_secs(2));
+                    Want::fail(condition::READY, "Pending", "waiting for the operator's cache")
+                }
+            };
+            (want, Some(server.spec.issuer.clone()))
+        }
+    };
+
+    let now = rfc3339(Timestamp::now().as_second());
+    let status = ProtectedResourceStatus {
+        observed_generation: generation,
+        conditions: merge(&before.conditions, std::slice::from_ref(&want), generation, &now),
+        issuer,
+        canonical_resource: ResourceUri::parse(&obj.spec.resource).ok().map(|r| r.as_str().to_owned()),
+    };
+    let flipped = !transitions(&before.conditions, &status.conditions).is_empty();
+    patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
+    if flipped && !want.status {
+        ctx.base.event(obj.as_ref(), true, want.reason, want.message.clone()).await;
+    }
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}

@@ -1,0 +1,201 @@
+//! The pure render functions, without a cluster: CRs (the shipped samples
+//! among them) → config file parsed by the server's own loader, Deployment,
+//! Service, Secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use authplane_core::config::{Config, TokenEndpointAuthMethod};
+use authplane_crds::authserver::{PostgresSpec, SqliteSpec};
+use authplane_crds::{AuthServer, OAuthClient, ProtectedResource, SecretKeyRef};
+use authplane_operator::render::config::{ClientIn, ResourceIn, Verdict, registry, render, to_yaml};
+use authplane_operator::render::objects::{self, Owner};
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+
+fn sample<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples").join(file);
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn with_meta<K: Resource>(mut k: K, uid: &str, created: i64) -> K {
+    k.meta_mut().namespace = Some("demo".into());
+    k.meta_mut().uid = Some(uid.into());
+    k.meta_mut().creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::from_second(created).unwrap()));
+    k
+}
+
+fn server() -> AuthServer {
+    with_meta(sample("authserver.yaml"), "uid-as", 0)
+}
+
+fn resource_in(r: &ProtectedResource) -> ResourceIn<'_> {
+    ResourceIn {
+        name: r.metadata.name.as_deref().unwrap(),
+        created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        spec: &r.spec,
+    }
+}
+
+fn client_in<'a>(c: &'a OAuthClient, digest: Option<&str>) -> ClientIn<'a> {
+    ClientIn {
+        name: c.metadata.name.as_deref().unwrap(),
+        namespace: "demo",
+        created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        spec: &c.spec,
+        digest: digest.map(str::to_owned),
+    }
+}
+
+const DIGEST: &str = "55399ce7aa8c098453b45d90b73f3a2bda3f0c96f0246f4c3d2c5c4228e9df5c";
+
+#[test]
+fn samples_render_to_a_config_the_server_loads() {
+    let s = server();
+    let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
+    let public: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "uid-c1", 2);
+    let confidential: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "uid-c2", 3);
+    let reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
+    assert!(reg.client_verdicts.values().all(|v| *v == Verdict::Accepted), "{:?}", reg.client_verdicts);
+
+    let rendered = render(&s.spec, &reg).unwrap();
+    let yaml = to_yaml("demo", "authplane", &s.spec, &rendered.config).unwrap();
+    assert!(yaml.starts_with("# Rendered by authplane-operator from AuthServer demo/authplane."));
+    // The server's own loader, with no environment: what the pod will read.
+    let loaded = Config::load(Some(("config.yaml", &yaml)), vec![]).unwrap().config;
+    assert_eq!(loaded.server.issuer, "https://auth.example.com");
+    assert_eq!(loaded.scopes_supported(), vec!["tools/read", "tools/write"]);
+    assert_eq!(loaded.signing.key_dir, "/etc/authplane/keys");
+    assert!(loaded.signing.rotation_interval.is_zero(), "the operator rotates; the server must not");
+    assert_eq!(rendered.rotation_interval.as_secs(), 30 * 86_400);
+    let backend = loaded.clients.iter().find(|c| c.client_id == "demo.backend").unwrap();
+    assert_eq!(backend.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
+    assert_eq!(backend.client_secret_sha256.as_deref(), Some(DIGEST));
+    let cli = loaded.clients.iter().find(|c| c.client_id == "demo.cli").unwrap();
+    assert_eq!(cli.client_secret_sha256, None);
+    assert!(!yaml.contains("client_secret:"), "only digests reach the server");
+}
+
+#[test]
+fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
+    let mut a: ProtectedResource = with_meta(sample("protectedresource.yaml"), "a", 10);
+    a.metadata.name = Some("a".into());
+    let mut b = with_meta(a.clone(), "b", 5);
+    b.metadata.name = Some("b".into());
+    b.spec.resource = "https://MCP.example.com:443/mcp/".into();
+    let mut dpop = with_meta(a.clone(), "d", 1);
+    dpop.metadata.name = Some("d".into());
+    dpop.spec.resource = "https://other.example.com/mcp".into();
+    dpop.spec.dpop_required = true;
+
+    let confidential: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "c", 1);
+    let mut lost: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "l", 2);
+    lost.spec.allowed_resources = vec!["https://nowhere.example.com/mcp".into()];
+    let mut twin = with_meta(confidential.clone(), "t", 0);
+    twin.metadata.name = Some("twin".into());
+    twin.spec.client_id = Some("demo.backend".into());
+
+    let reg = registry(
+        &[resource_in(&a), resource_in(&b), resource_in(&dpop)],
+        &[client_in(&confidential, None), client_in(&lost, None), client_in(&twin, Some(DIGEST))],
+    );
+    let reason = |v: Option<&Verdict>| match v {
+        Some(Verdict::Rejected { reason, .. }) => *reason,
+        _ => "Accepted",
+    };
+    // b is older and canonicalises to the same URI.
+    assert_eq!(reason(reg.resource_verdicts.get("b")), "Accepted");
+    assert_eq!(reason(reg.resource_verdicts.get("a")), "DuplicateResource");
+    assert_eq!(reason(reg.resource_verdicts.get("d")), "DPoPNotSupported");
+    assert_eq!(reason(reg.client_verdicts.get("backend")), "SecretPending");
+    assert_eq!(reason(reg.client_verdicts.get("cli")), "UnknownResource");
+    assert_eq!(reason(reg.client_verdicts.get("twin")), "Accepted");
+    assert_eq!(reg.resources.len(), 1);
+    assert_eq!(reg.clients.len(), 1);
+    // And what is left still renders.
+    render(&server().spec, &reg).unwrap();
+}
+
+#[test]
+fn a_spec_the_server_would_refuse_is_named_by_its_field() {
+    let mut s = server();
+    s.spec.signing.rotation_interval = "5m".into();
+    let e = render(&s.spec, &Default::default()).unwrap_err();
+    assert!(e.0.starts_with("spec.signing.rotationInterval"), "{e}");
+    let mut s = server();
+    s.spec.issuer = "http://auth.example.com".into();
+    let e = render(&s.spec, &Default::default()).unwrap_err();
+    assert!(e.0.starts_with("spec.issuer"), "{e}");
+    s.spec.allow_insecure_http = true;
+    render(&s.spec, &Default::default()).unwrap();
+}
+
+#[test]
+fn deployment_runs_the_server_as_specified() {
+    let s = server();
+    let owner = Owner::of(&s).unwrap();
+    let d = objects::deployment(&owner, &s.spec, "img:1");
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let labels = d.spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!(labels.get("app").map(String::as_str), Some("authplane"));
+    assert_eq!(d.spec.strategy.as_ref().unwrap().type_.as_deref(), Some("Recreate"), "one SQLite writer");
+    let c = &pod.containers[0];
+    let ports: Vec<(Option<&str>, i32)> =
+        c.ports.iter().flatten().map(|p| (p.name.as_deref(), p.container_port)).collect();
+    assert_eq!(ports, vec![(Some("http"), 9000), (Some("admin"), 9001)]);
+    assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/health"));
+    assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    // Secrets as directories (never subPath), so kubelet updates reach the pod.
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    assert!(mounts.iter().all(|m| m.sub_path.is_none()));
+    assert!(mounts.iter().any(|m| m.mount_path == "/etc/authplane/keys"));
+    assert_eq!(c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "256Mi");
+    // The rendered config hash is not in the pod template: config hot-reloads.
+    assert!(d.spec.template.metadata.as_ref().unwrap().annotations.is_none());
+
+    let mut pg = s.clone();
+    pg.spec.replicas = 3;
+    pg.spec.database.sqlite = None::<SqliteSpec>;
+    pg.spec.database.postgres = Some(PostgresSpec {
+        url_secret_ref: SecretKeyRef { name: "db".into(), key: "url".into() },
+        max_connections: Some(5),
+    });
+    let d = objects::deployment(&owner, &pg.spec, "img:1");
+    assert!(d.spec.strategy.is_none());
+    let env = d.spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    let url = env.iter().find(|e| e.name == "AUTHPLANE_DATABASE_URL").unwrap();
+    assert_eq!(url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "db");
+    let rendered = render(&pg.spec, &Default::default()).unwrap();
+    assert_eq!(rendered.config.database.max_connections, 5);
+}
+
+#[test]
+fn service_and_monitor_expose_named_ports() {
+    let s = server();
+    let owner = Owner::of(&s).unwrap();
+    let svc = objects::service(&owner);
+    let ports: Vec<(Option<&str>, i32)> =
+        svc.spec.as_ref().unwrap().ports.iter().flatten().map(|p| (p.name.as_deref(), p.port)).collect();
+    assert_eq!(ports, vec![(Some("http"), 9000), (Some("admin"), 9001)]);
+    let sm = objects::service_monitor(&owner, &s.spec);
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
+    assert_eq!(sm["spec"]["endpoints"][0]["interval"], "30s");
+    assert_eq!(sm["metadata"]["ownerReferences"][0]["controller"], true);
+}
+
+#[test]
+fn key_secret_round_trips() {
+    let s = server();
+    let owner = Owner::of(&s).unwrap();
+    let k = authplane_operator::keys::generate(1, 1).unwrap();
+    let secret = objects::keys_secret(&owner, std::slice::from_ref(&k));
+    assert!(secret.data.as_ref().unwrap().contains_key(&format!("{}.json", k.kid)));
+    let (keys, bad) = objects::parse_keys(&secret);
+    assert_eq!(keys, vec![k]);
+    assert!(bad.is_empty());
+}
