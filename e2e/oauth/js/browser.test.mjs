@@ -88,8 +88,14 @@ describe('login and consent in Chromium', () => {
     assert.equal(await page.getByLabel('Username').inputValue(), env.user, 'username kept');
     assert.equal(await page.getByLabel('Password').inputValue(), '', 'password not echoed');
     await page.screenshot({ path: join(artifacts, 'login-error.png'), fullPage: true });
-    await signIn(page);
+    // This time from the keyboard: type the password and press Enter.
+    await page.getByLabel('Password').fill(env.password);
+    await page.getByLabel('Password').press('Enter');
     await page.waitForURL(/\/ui\/consent\?request=/);
+    // On a phone-sized screen the consent page still shows both buttons.
+    await page.setViewportSize({ width: 375, height: 740 });
+    for (const name of ['Deny', 'Allow access']) assert.ok(await page.getByRole('button', { name }).isVisible(), name);
+    await page.screenshot({ path: join(artifacts, 'consent-narrow.png'), fullPage: true });
     await page.close();
   });
 
@@ -180,12 +186,20 @@ describe('login and consent in Chromium', () => {
     const page = await newPage();
     const { challenge } = await pkce();
     const target = authorizeUrl({ response_type: 'code', client_id: env.publicClient, redirect_uri: `${callbackBase}/callback`, code_challenge: challenge, code_challenge_method: 'S256', resource: env.resource, state: 'f' });
+    // Control: a page that allows framing does render in the same frame.
+    await page.goto(`${callbackBase}/frame.html?src=${encodeURIComponent(`${callbackBase}/callback`)}`);
+    await page.waitForLoadState('load');
+    const control = page.frames().find((f) => f !== page.mainFrame());
+    assert.equal(await control.locator('h1').textContent(), 'Back at the client', 'control frame renders');
+
     await page.goto(`${callbackBase}/frame.html?src=${encodeURIComponent(target.href)}`);
-    await page.waitForTimeout(1000);
+    await page.waitForLoadState('load');
+    await page.waitForTimeout(500);
     const frame = page.frames().find((f) => f !== page.mainFrame());
     assert.ok(frame, 'the iframe exists');
     const inputs = await frame.locator('input[name=password]').count().catch(() => 0);
     assert.equal(inputs, 0, `the framed login form must not render (frame url ${frame.url()})`);
+    await page.screenshot({ path: join(artifacts, 'framed-login-blocked.png') });
     await page.close();
   });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import * as oauth from 'oauth4webapi';
 import * as jose from 'jose';
-import { env, authorizeThroughForms, postForm, metric, codeFlowTokens } from './lib/harness.mjs';
+import { env, CookieJar, send, authorizeThroughForms, postForm, metric, codeFlowTokens } from './lib/harness.mjs';
 
 const issuer = new URL(env.issuer);
 const insecure = { [oauth.allowInsecureRequests]: true };
@@ -170,6 +170,79 @@ describe('authorization code + PKCE (openid-client through the forms)', () => {
     assert.equal(again.seen.consent, undefined, 'consent remembered: no consent page');
     assert.equal(again.location.searchParams.get('state'), 's2');
     assert.ok(again.location.searchParams.get('code'));
+  });
+});
+
+describe('scopes (issue 3 rule 1) and consent memory', () => {
+  const raw = async (extra) => {
+    const { verifier, challenge } = await (await import('./lib/harness.mjs')).pkce();
+    const redirectUri = 'http://127.0.0.1:50140/callback';
+    const params = { response_type: 'code', client_id: env.publicClient, redirect_uri: redirectUri, state: 'sc', code_challenge: challenge, code_challenge_method: 'S256', resource: env.resource, ...extra };
+    const u = new URL('/oauth/authorize', env.issuer);
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) u.searchParams.set(k, v);
+    return { u, verifier, redirectUri };
+  };
+  const exchange = async ({ location, verifier, redirectUri }) => {
+    const r = await postForm('/oauth/token', { grant_type: 'authorization_code', code: location.searchParams.get('code'), redirect_uri: redirectUri, code_verifier: verifier, client_id: env.publicClient });
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  };
+
+  it('no scope → the resource\'s default scopes', async () => {
+    const f = await raw({ scope: undefined });
+    const { location } = await authorizeThroughForms(f.u);
+    const t = await exchange({ location, ...f });
+    assert.equal(t.scope, 'tools/read');
+  });
+
+  it('an unknown scope is dropped (oauth.unknown_scopes: drop)', async () => {
+    const f = await raw({ scope: 'tools/read made-up/scope' });
+    const { location } = await authorizeThroughForms(f.u);
+    const t = await exchange({ location, ...f });
+    assert.equal(t.scope, 'tools/read');
+  });
+
+  it('offline_access is understood and not put in the access token', async () => {
+    const f = await raw({ scope: 'tools/read offline_access' });
+    const { location } = await authorizeThroughForms(f.u);
+    const t = await exchange({ location, ...f });
+    assert.ok(t.refresh_token);
+    const { payload } = await jose.jwtVerify(t.access_token, jwks, { issuer: env.issuer, audience: env.resource });
+    assert.doesNotMatch(payload.scope, /offline_access/);
+  });
+
+  it('consent is asked again when the scopes grow, showing the new one', async () => {
+    // A client of its own so that no earlier consent exists.
+    const reg = await (await fetch(as.registration_endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: 'scope grower', redirect_uris: ['http://127.0.0.1/callback'], token_endpoint_auth_method: 'none' }) })).json();
+    const url = async (scope) => {
+      const f = await raw({ scope });
+      f.u.searchParams.set('client_id', reg.client_id);
+      return f.u;
+    };
+    const first = await authorizeThroughForms(await url('tools/read'));
+    assert.ok(first.seen.consent, 'first time: consent page');
+    const again = await authorizeThroughForms(await url('tools/read'), { jar: first.jar });
+    assert.equal(again.seen.consent, undefined, 'same scopes: no consent page');
+    const grown = await authorizeThroughForms(await url('tools/read tools/write'), { jar: first.jar });
+    assert.ok(grown.seen.consent, 'more scopes: consent again');
+    assert.match(grown.seen.consent.html, /tools\/write<\/code>\s*<span class="badge">new<\/span>/);
+    assert.doesNotMatch(grown.seen.consent.html, /tools\/read<\/code>\s*<span class="badge">new/);
+    assert.ok(grown.location.searchParams.get('code'));
+  });
+
+  it('POST /oauth/authorize (form body) works like GET', async () => {
+    const f = await raw({ scope: 'tools/read' });
+    const jar = new CookieJar();
+    const res = await send(jar, new URL('/oauth/authorize', env.issuer).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: f.u.searchParams.toString() });
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location'), /^\/ui\/login\?request=/);
+  });
+
+  it('CORS preflight on the token endpoint (browser-based clients such as the Inspector)', async () => {
+    const res = await fetch(as.token_endpoint, { method: 'OPTIONS', headers: { origin: 'http://localhost:6274', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    assert.ok(res.status === 200 || res.status === 204, `${res.status}`);
+    assert.ok(['*', 'http://localhost:6274'].includes(res.headers.get('access-control-allow-origin')));
+    assert.match(res.headers.get('access-control-allow-methods') ?? '', /POST/);
   });
 });
 

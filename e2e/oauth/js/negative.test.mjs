@@ -2,7 +2,7 @@
 // plain HTTP (raw requests: the client libraries refuse to send most of these).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { env, knownBug, CookieJar, send, parseForm, authorizeThroughForms, authorizeUrl, postForm, pkce, randomState, metric, codeFlowTokens } from './lib/harness.mjs';
+import { env, CookieJar, send, parseForm, authorizeThroughForms, authorizeUrl, postForm, pkce, randomState, metric, codeFlowTokens } from './lib/harness.mjs';
 
 const HTTPS_REDIRECT = 'https://app.e2e.test/oauth/callback'; // registered for env.publicClient
 const LOOPBACK = 'http://127.0.0.1:50200/callback'; // registered as http://127.0.0.1/callback
@@ -114,8 +114,8 @@ describe('redirect URIs match exactly (RFC 9700 §4.1.3); an unregistered one ne
   });
 
   // RFC 6749 §5.2 names this case under invalid_grant ("does not match the
-  // redirection URI used in the authorization request"); the server says invalid_request.
-  it('a redirect URI at the token endpoint that differs from the authorization request → invalid_grant', knownBug('redirect_uri mismatch at /oauth/token answers invalid_request, RFC 6749 §5.2 says invalid_grant'), async () => {
+  // redirection URI used in the authorization request"); fixed in 8d00aa9.
+  it('a redirect URI at the token endpoint that differs from the authorization request → invalid_grant', async () => {
     const { verifier, challenge } = await pkce();
     const { location } = await authorizeThroughForms(authorizeUrl({ ...(await goodParams()), code_challenge: challenge }));
     const r = await postForm('/oauth/token', { grant_type: 'authorization_code', code: location.searchParams.get('code'), redirect_uri: 'http://127.0.0.1:50201/callback', code_verifier: verifier, client_id: env.publicClient });
@@ -191,6 +191,21 @@ describe('open redirects (RFC 9700 §4.11)', () => {
     assert.equal(r.json.error, 'invalid_request');
   });
 
+  it('DCR refuses a code-flow client without redirect URIs', async () => {
+    const res = await fetch(new URL('/oauth/register', env.issuer), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }) });
+    assert.equal(res.status, 400);
+    assert.ok(['invalid_redirect_uri', 'invalid_client_metadata'].includes((await res.json()).error));
+  });
+
+  it('a PKCE verifier with characters outside RFC 7636 §4.1 is refused even when its hash matches', async () => {
+    const { createHash } = await import('node:crypto');
+    const verifier = 'bad verifier with spaces and !* that is long enough to pass 43';
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const { location } = await authorizeThroughForms(authorizeUrl({ ...(await goodParams()), code_challenge: challenge }));
+    const r = await postForm('/oauth/token', { grant_type: 'authorization_code', code: location.searchParams.get('code'), redirect_uri: LOOPBACK, code_verifier: verifier, client_id: env.publicClient });
+    assert.equal(r.json.error, 'invalid_grant');
+  });
+
   it('DCR refuses client_credentials for a public client', async () => {
     const res = await fetch(new URL('/oauth/register', env.issuer), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token_endpoint_auth_method: 'none', grant_types: ['client_credentials'] }) });
     assert.equal(res.status, 400);
@@ -233,6 +248,54 @@ describe('authorization codes are single-use and bound (RFC 9700 §4.5, OAuth 2.
     const r = await postForm('/oauth/token', { grant_type: 'authorization_code', code: 'made-up', redirect_uri: LOOPBACK, code_verifier: (await pkce()).verifier, client_id: env.publicClient });
     assert.equal(r.status, 400);
     assert.equal(r.json.error, 'invalid_grant');
+  });
+});
+
+describe('races: one code, one refresh token, many requests at once', () => {
+  it('the same code exchanged 8 times concurrently: exactly one token response', async () => {
+    const { verifier, challenge } = await pkce();
+    const { location } = await authorizeThroughForms(authorizeUrl({ ...(await goodParams()), code_challenge: challenge }));
+    const code = location.searchParams.get('code');
+    const rs = await Promise.all(Array.from({ length: 8 }, () => postForm('/oauth/token', { grant_type: 'authorization_code', code, redirect_uri: LOOPBACK, code_verifier: verifier, client_id: env.publicClient })));
+    const statuses = rs.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 200).length, 1, `statuses ${statuses}`);
+    assert.ok(rs.filter((r) => r.status !== 200).every((r) => r.status === 400 && r.json?.error === 'invalid_grant'), `no 5xx: ${statuses}`);
+    // The winner's refresh token is revoked by the replays (RFC 6749 §4.1.2).
+    const winner = rs.find((r) => r.status === 200).json;
+    const after = await postForm('/oauth/token', { grant_type: 'refresh_token', refresh_token: winner.refresh_token, client_id: env.publicClient });
+    assert.equal(after.json.error, 'invalid_grant');
+  });
+
+  it('the same refresh token used 8 times concurrently: at most one succeeds, the family dies', async () => {
+    const t = await codeFlowTokens({ clientId: env.publicClient });
+    const rs = await Promise.all(Array.from({ length: 8 }, () => postForm('/oauth/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token, client_id: env.publicClient })));
+    const statuses = rs.map((r) => r.status);
+    assert.ok(statuses.filter((s) => s === 200).length <= 1, `statuses ${statuses}`);
+    assert.ok(rs.filter((r) => r.status !== 200).every((r) => r.status === 400 && r.json?.error === 'invalid_grant'), `no 5xx: ${statuses}`);
+    for (const r of rs.filter((x) => x.status === 200)) {
+      const next = await postForm('/oauth/token', { grant_type: 'refresh_token', refresh_token: r.json.refresh_token, client_id: env.publicClient });
+      assert.equal(next.json.error, 'invalid_grant', 'the rotated token of a reused family is dead too');
+    }
+  });
+});
+
+describe('revocation by someone else (RFC 7009 §2.1)', () => {
+  it('a client cannot revoke another client\'s tokens', async () => {
+    const t = await codeFlowTokens({ clientId: env.confClient, basic: [env.confClient, env.confSecret] });
+    for (const token of [t.refresh_token, t.access_token]) {
+      await postForm('/oauth/revoke', { token, client_id: env.publicClient });
+      await postForm('/oauth/revoke', { token }, { basic: [env.ccClient, env.ccSecret] });
+    }
+    const intro = await postForm('/oauth/introspect', { token: t.access_token }, { basic: [env.confClient, env.confSecret] });
+    assert.equal(intro.json.active, true, 'access token still active');
+    const r = await postForm('/oauth/token', { grant_type: 'refresh_token', refresh_token: t.refresh_token }, { basic: [env.confClient, env.confSecret] });
+    assert.equal(r.status, 200, 'refresh token still works');
+  });
+
+  it('revocation without client authentication is refused', async () => {
+    const t = await codeFlowTokens({ clientId: env.confClient, basic: [env.confClient, env.confSecret] });
+    const r = await postForm('/oauth/revoke', { token: t.refresh_token });
+    assert.ok(r.status === 400 || r.status === 401, `${r.status}`);
   });
 });
 
