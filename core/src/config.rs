@@ -27,6 +27,7 @@ pub struct Config {
     pub signing: SigningConfig,
     pub oauth: OAuthConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub users: Vec<UserConfig>,
@@ -256,6 +257,19 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long audit rows are kept; `0` = forever. Purged hourly.
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention: Duration::from_secs(90 * 86_400) }
+    }
+}
+
 /// A protected resource (an MCP server) this AS issues tokens for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -400,7 +414,7 @@ fn err(key: impl Into<String>, value: Option<&str>, problem: impl Into<String>, 
 }
 
 /// Sections that may be set with `AUTHPLANE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log"];
+const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit"];
 /// Sections that are lists and so cannot come from the environment.
 const LIST_SECTIONS: &[&str] = &["resources", "clients", "users"];
 /// Variables with the prefix that are not config keys.

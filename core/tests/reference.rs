@@ -32,7 +32,7 @@ fn the_reference_file_is_a_valid_config() {
     // Every scalar default in the reference equals the code's default.
     let defaults = serde_json::to_value(Config::default()).unwrap();
     let reference = serde_json::to_value(&loaded.config).unwrap();
-    for section in ["server", "admin", "database", "signing", "oauth", "log"] {
+    for section in ["server", "admin", "database", "signing", "oauth", "log", "audit"] {
         assert_eq!(
             reference[section], defaults[section],
             "reference.yaml section {section} differs from the code's defaults"

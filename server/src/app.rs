@@ -214,6 +214,16 @@ async fn maintain(state: Arc<AppState>) {
             }
         }
 
+        if n == 1 || n.is_multiple_of(1800) {
+            let retention = state.config.load().audit.retention.as_secs() as i64;
+            if retention > 0 {
+                match crate::store::audit::purge(&state.db, clock::now_ms() - retention * 1000).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "audit rows past retention deleted"),
+                    Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "audit purge failed"),
+                }
+            }
+        }
         if n.is_multiple_of(5) {
             state.db_healthy().await;
             if let Err(e) = state.registry.refresh(&state.db).await {

@@ -44,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::post().to(create_user))
                 .route("/users/{user}", web::get().to(get_user))
                 .route("/users/{user}", web::delete().to(delete_user))
+                .route("/audit", web::get().to(audit_events))
                 .route("/keys", web::get().to(list_keys))
                 .route("/keys/rotate", web::post().to(rotate_keys)),
         )
@@ -463,4 +464,74 @@ async fn rotate_keys(
     .await;
     tracing::info!(kid = %info.kid, immediate, active_from = %clock::rfc3339(info.active_from), "signing key rotated: new key published");
     Ok(HttpResponse::Created().json(info))
+}
+
+// ---- audit ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since: Option<String>,
+    until: Option<String>,
+    user_id: Option<String>,
+    client_id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+const AUDIT_MAX_LIMIT: u64 = 1000;
+
+/// `GET /admin/audit`: events in the order they happened, filtered, with a
+/// keyset `cursor` (the id of the last row of the previous page).
+async fn audit_events(state: web::Data<AppState>, q: web::Query<AuditQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                clock::parse_rfc3339_ms(s).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name}: not an RFC 3339 time, e.g. 2026-07-01T00:00:00Z"))
+                })
+            })
+            .transpose()
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > AUDIT_MAX_LIMIT {
+        return Err(ApiError::bad_request(format!("limit: must be between 1 and {AUDIT_MAX_LIMIT}")));
+    }
+    let after_id = q
+        .cursor
+        .as_deref()
+        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("cursor: not a cursor returned by this API")))
+        .transpose()?;
+    let query = audit::Query {
+        since_ms: time("since", &q.since)?,
+        until_ms: time("until", &q.until)?,
+        user_id: q.user_id,
+        client_id: q.client_id,
+        event_type: q.event_type,
+        after_id,
+        limit,
+    };
+    let rows = audit::query(&state.db, &query).await.map_err(crate::store::StoreError::from)?;
+    let next_cursor = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let events: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "time": clock::rfc3339_ms(r.occurred_at_ms),
+                "type": r.event_type,
+                "outcome": r.outcome,
+                "user_id": r.user_id,
+                "client_id": r.client_id,
+                "resource": r.resource,
+                "request_id": r.request_id,
+                "trace_id": r.trace_id,
+                "detail": serde_json::from_str::<serde_json::Value>(&r.detail).unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"events": events, "next_cursor": next_cursor})))
 }

@@ -108,6 +108,24 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
         }
         Err(e) => {
             denied(&state, &e, "token issuance failed", outcome.client_id.as_deref(), outcome.resource.as_deref());
+            if e.kind.status() < 500 {
+                // A security-relevant failure: one audit row, with the request's trace id.
+                let _ = audit::record(
+                    &state.db,
+                    clock::now_ms(),
+                    AuditEvent {
+                        event_type: "token_failed",
+                        outcome: "failure",
+                        user_id: outcome.user_id.clone(),
+                        client_id: outcome.client_id.clone(),
+                        resource: outcome.resource.clone(),
+                        request_id: ids.request_id.clone(),
+                        trace_id: ids.trace_id.clone(),
+                        detail: serde_json::json!({"error": e.kind.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str())}),
+                    },
+                )
+                .await;
+            }
             cors(error_json(&e, basic))
         }
     }

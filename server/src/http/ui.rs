@@ -495,6 +495,22 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
             let e = Error::new(Kind::AccessDenied, "the user denied access");
             denied(&state, &e, "authorization denied", Some(&v.client_id), v.resources.first().map(String::as_str));
             let _ = rows::delete_auth_request(&state.db, &row.id).await;
+            let ids = ids(&req);
+            let _ = audit::record(
+                &state.db,
+                clock::now_ms(),
+                AuditEvent {
+                    event_type: "consent_denied",
+                    outcome: "failure",
+                    user_id: Some(user_id.clone()),
+                    client_id: Some(v.client_id.clone()),
+                    resource: v.resources.first().cloned(),
+                    request_id: ids.request_id,
+                    trace_id: ids.trace_id,
+                    detail: serde_json::json!({"scopes": v.scopes}),
+                },
+            )
+            .await;
             let issuer = state.config.load().server.issuer.clone();
             to_client(
                 &v.redirect_uri,

@@ -64,7 +64,11 @@ impl Kind {
         match self {
             Kind::InvalidRequest | Kind::RedirectUriMismatch | Kind::UnknownClient => "invalid_request",
             Kind::InvalidClient => "invalid_client",
-            Kind::InvalidGrant | Kind::InvalidPkce | Kind::CodeReplay | Kind::RefreshReuse | Kind::RedirectUriChanged => "invalid_grant",
+            Kind::InvalidGrant
+            | Kind::InvalidPkce
+            | Kind::CodeReplay
+            | Kind::RefreshReuse
+            | Kind::RedirectUriChanged => "invalid_grant",
             Kind::InvalidTarget => "invalid_target",
             Kind::InvalidScope => "invalid_scope",
             Kind::UnauthorizedClient => "unauthorized_client",

@@ -4,6 +4,7 @@
 //! AUTHPLANE_TEST_POSTGRES_URL=postgres://user@127.0.0.1:PORT (make test does).
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 mod discovery;

@@ -140,7 +140,15 @@ async fn pkce_is_s256_only_and_verified() {
     })
     .await;
     // RFC 6749 §4.1.3: the redirect_uri must be the one of the request.
-    let (s, e) = app.token(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", VERIFIER), ("client_id", "test-client"), ("redirect_uri", "http://127.0.0.1:9/callback")]).await;
+    let (s, e) = app
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("client_id", "test-client"),
+            ("redirect_uri", "http://127.0.0.1:9/callback"),
+        ])
+        .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     // The code was not spent by the failed attempts.
     assert_eq!(app.exchange(&code).await.0, 200);

@@ -30,6 +30,7 @@ pub async fn exchange(
     };
     let resources: Vec<String> = serde_json::from_str(&row.resources).unwrap_or_default();
     outcome.resource = resources.first().cloned();
+    outcome.user_id = Some(row.user_id.clone());
     if row.client_id != client.client_id {
         return Err(Error::new(Kind::InvalidGrant, "authorization code was issued to another client"));
     }

@@ -41,6 +41,8 @@ pub struct Outcome {
     pub grant_type: Option<GrantType>,
     pub client_id: Option<String>,
     pub resource: Option<String>,
+    /// The user the grant belongs to, once known.
+    pub user_id: Option<String>,
 }
 
 fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {

@@ -31,6 +31,7 @@ pub async fn exchange(
     let family = rows::get_family(&state.db, &row.family_id).await?.ok_or_else(invalid)?;
     let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
     outcome.resource = granted_resources.first().cloned();
+    outcome.user_id = Some(family.user_id.clone());
     if family.client_id != client.client_id {
         return Err(Error::new(Kind::InvalidGrant, "refresh token was issued to another client"));
     }
