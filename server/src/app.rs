@@ -29,6 +29,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub admin_key: ArcSwap<Option<Secret<String>>>,
     pub cimd: crate::oauth::cimd::Cache,
+    pub clients: crate::oauth::clients::Cache,
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -99,6 +100,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         metrics: metrics.clone(),
         admin_key: ArcSwap::from_pointee(admin_key),
         cimd: Default::default(),
+        clients: Default::default(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;
@@ -284,6 +286,7 @@ pub async fn reload_config(state: &AppState) {
             return;
         }
     }
+    state.clients.clear();
     state.keys.set_timings(Timings::from_config(&new));
     state.admin_key.store(Arc::new(admin_key));
     state.config.store(Arc::new(new));

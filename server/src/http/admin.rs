@@ -298,6 +298,7 @@ async fn delete_client(
     .await
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
+    state.clients.invalidate(&id);
     tracing::info!(client_id = %id, "client deleted");
     Ok(HttpResponse::NoContent().finish())
 }

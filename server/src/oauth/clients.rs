@@ -17,10 +17,49 @@ pub struct Client {
     pub from_metadata_document: bool,
 }
 
+/// Registered clients recently read from the database. Entries live a few
+/// seconds; this instance drops them at once when it changes a client, other
+/// replicas see the change within [`CACHE_TTL`]. Unknown ids are not cached,
+/// so a client registered on another replica is usable immediately.
+#[derive(Default)]
+pub struct Cache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (i64, Client)>>,
+}
+
+pub const CACHE_TTL: i64 = 5;
+
+impl Cache {
+    fn get(&self, id: &str, now: i64) -> Option<Client> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(id).filter(|(exp, _)| *exp > now).map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, c: &Client, now: i64) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (exp, _)| *exp > now);
+        }
+        map.insert(c.spec.client_id.clone(), (now + CACHE_TTL, c.clone()));
+    }
+
+    pub fn invalidate(&self, id: &str) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<Client>, Error> {
+    if let Some(c) = state.clients.get(client_id, now) {
+        return Ok(Some(c));
+    }
     if let Some(c) = rows::get_client(&state.db, client_id).await? {
         let display_name = c.spec.client_name.clone().unwrap_or_else(|| c.spec.client_id.clone());
-        return Ok(Some(Client { spec: c.spec, display_name, from_metadata_document: false }));
+        let client = Client { spec: c.spec, display_name, from_metadata_document: false };
+        state.clients.put(&client, now);
+        return Ok(Some(client));
     }
     let cfg = state.config.load();
     let url_id =

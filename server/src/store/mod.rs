@@ -60,8 +60,13 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the database directory {}: {e}", dir.display()))?;
     }
+    // SQLite has one writer at a time. One connection serialises our short
+    // statements in a fair async queue instead of sleeping in SQLite's busy
+    // handler, and a read-then-write transaction can never fail to upgrade
+    // its lock. `database.max_connections` sizes the Postgres pool.
+    let pool = if kind == DatabaseKind::Sqlite { 1 } else { cfg.max_connections };
     let mut opts = ConnectOptions::new(url);
-    opts.max_connections(cfg.max_connections)
+    opts.max_connections(pool)
         .min_connections(1)
         .connect_timeout(cfg.connect_timeout.to_std())
         .acquire_timeout(cfg.connect_timeout.to_std())
