@@ -194,6 +194,10 @@ async fn maintain(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         n += 1;
+        let now = clock::now();
+        if let Some(k) = state.keys.signer(now) {
+            state.metrics.key_age.set(now - k.active_from.min(now));
+        }
 
         match state.keys.reload_if_changed().await {
             Ok(true) => {

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub upstream_refresh: Family<OutcomeLabels, Counter>,
     pub db_up: Gauge,
     pub key_reloads: Family<OutcomeLabels, Counter>,
+    /// Age of the signing key, set by the key maintenance loop.
+    pub key_age: Gauge,
 }
 
 impl Metrics {
@@ -125,6 +127,12 @@ impl Metrics {
             "Signing-key store reloads, by outcome",
             key_reloads.clone(),
         );
+        let key_age = Gauge::default();
+        registry.register(
+            "authplane_signing_key_age_seconds",
+            "Age of the key that signs now, in seconds",
+            key_age.clone(),
+        );
         // Known label values start at 0 so that every series exists from the
         // first scrape (rate() and alerts need it; so does the checklist's grep).
         for grant_type in ["authorization_code", "refresh_token", "client_credentials"] {
@@ -139,6 +147,9 @@ impl Metrics {
         for outcome in ["success", "failed"] {
             let _ = upstream_refresh.get_or_create(&OutcomeLabels { outcome });
         }
+        for outcome in ["changed", "failed"] {
+            let _ = key_reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         registry.register_collector(Box::new(StaticCollector));
         registry.register_collector(Box::new(ProcessCollector));
         Arc::new(Metrics {
@@ -152,6 +163,7 @@ impl Metrics {
             upstream_refresh,
             db_up,
             key_reloads,
+            key_age,
         })
     }
 

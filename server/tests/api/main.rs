@@ -12,4 +12,5 @@ mod health;
 mod helpers;
 mod keys;
 mod logs;
+mod metrics;
 mod oauth;
