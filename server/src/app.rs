@@ -30,6 +30,8 @@ pub struct AppState {
     pub admin_key: ArcSwap<Option<Secret<String>>>,
     pub cimd: crate::oauth::cimd::Cache,
     pub clients: crate::oauth::clients::Cache,
+    /// Group-committed audit rows outside larger transactions.
+    pub audit: crate::store::audit::Sink,
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -90,6 +92,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     registry.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
 
     let metrics = Metrics::new();
+    let audit = crate::store::audit::Sink::spawn(db.clone());
     let state = Arc::new(AppState {
         config: ArcSwap::from_pointee(cfg.clone()),
         config_path,
@@ -101,6 +104,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         admin_key: ArcSwap::from_pointee(admin_key),
         cimd: Default::default(),
         clients: Default::default(),
+        audit,
         health: Mutex::new(None),
     });
     state.db_healthy().await;

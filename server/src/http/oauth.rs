@@ -110,8 +110,9 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
             denied(&state, &e, "token issuance failed", outcome.client_id.as_deref(), outcome.resource.as_deref());
             if e.kind.status() < 500 {
                 // A security-relevant failure: one audit row, with the request's trace id.
-                let _ = audit::record(
-                    &state.db,
+                let _ = state
+                    .audit
+                    .record(
                     clock::now_ms(),
                     AuditEvent {
                         event_type: "token_failed",

@@ -22,21 +22,7 @@ pub struct AuditEvent {
 /// Inserts the row on `conn`, which may be a transaction so that the row
 /// commits with the change it records.
 pub async fn record<C: ConnectionTrait>(conn: &C, now_ms: i64, ev: AuditEvent) -> Result<(), DbErr> {
-    let detail = if ev.detail.is_null() { "{}".to_owned() } else { ev.detail.to_string() };
-    audit_event::Entity::insert(audit_event::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        occurred_at_ms: Set(now_ms),
-        event_type: Set(ev.event_type.to_owned()),
-        outcome: Set(ev.outcome.to_owned()),
-        user_id: Set(ev.user_id),
-        client_id: Set(ev.client_id),
-        resource: Set(ev.resource),
-        request_id: Set(ev.request_id),
-        trace_id: Set(ev.trace_id),
-        detail: Set(detail),
-    })
-    .exec_without_returning(conn)
-    .await?;
+    audit_event::Entity::insert(active(now_ms, ev)).exec_without_returning(conn).await?;
     Ok(())
 }
 
@@ -87,4 +73,69 @@ pub async fn purge<C: ConnectionTrait>(conn: &C, before_ms: i64) -> Result<u64, 
         .exec(conn)
         .await?
         .rows_affected)
+}
+
+/// Group commit for audit rows that are not part of a larger transaction
+/// (client-credentials tokens, failures): callers hand their row to one
+/// writer task and wait until the batch it joined has committed, so every
+/// row is durable before the response while concurrent requests share one
+/// INSERT and one commit instead of queueing for the database one by one.
+#[derive(Clone)]
+pub struct Sink {
+    tx: tokio::sync::mpsc::Sender<(i64, AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>,
+}
+
+const MAX_BATCH: usize = 256;
+
+impl Sink {
+    pub fn spawn(db: super::Db) -> Sink {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(i64, AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>(4096);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<audit_event::ActiveModel> =
+                    batch.iter().map(|(ms, ev, _)| active(*ms, ev.clone())).collect();
+                let result = audit_event::Entity::insert_many(rows)
+                    .exec_without_returning(&db)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                for (_, _, done) in batch.drain(..) {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        Sink { tx }
+    }
+
+    /// Records `ev` and returns once it is committed.
+    pub async fn record(&self, now_ms: i64, ev: AuditEvent) -> Result<(), DbErr> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx.send((now_ms, ev, done)).await.map_err(|_| DbErr::Custom("audit writer stopped".into()))?;
+        wait.await.map_err(|_| DbErr::Custom("audit writer stopped".into()))?.map_err(DbErr::Custom)
+    }
+}
+
+fn active(now_ms: i64, ev: AuditEvent) -> audit_event::ActiveModel {
+    let detail = if ev.detail.is_null() { "{}".to_owned() } else { ev.detail.to_string() };
+    audit_event::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        occurred_at_ms: Set(now_ms),
+        event_type: Set(ev.event_type.to_owned()),
+        outcome: Set(ev.outcome.to_owned()),
+        user_id: Set(ev.user_id),
+        client_id: Set(ev.client_id),
+        resource: Set(ev.resource),
+        request_id: Set(ev.request_id),
+        trace_id: Set(ev.trace_id),
+        detail: Set(detail),
+    }
 }

@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::scopes;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 
 pub async fn exchange(
     state: &AppState,
@@ -35,20 +35,21 @@ pub async fn exchange(
         now,
     )
     .await?;
-    audit::record(
-        &state.db,
-        crate::clock::now_ms(),
-        AuditEvent {
-            event_type: "token_issued",
-            outcome: "success",
-            client_id: Some(client.client_id.clone()),
-            resource: aud.first().cloned(),
-            request_id: ids.request_id.clone(),
-            trace_id: ids.trace_id.clone(),
-            detail: serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud}),
-            ..Default::default()
-        },
-    )
-    .await?;
+    state
+        .audit
+        .record(
+            crate::clock::now_ms(),
+            AuditEvent {
+                event_type: "token_issued",
+                outcome: "success",
+                client_id: Some(client.client_id.clone()),
+                resource: aud.first().cloned(),
+                request_id: ids.request_id.clone(),
+                trace_id: ids.trace_id.clone(),
+                detail: serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud}),
+                ..Default::default()
+            },
+        )
+        .await?;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None })
 }
