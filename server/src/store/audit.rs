@@ -82,8 +82,11 @@ pub async fn purge<C: ConnectionTrait>(conn: &C, before_ms: i64) -> Result<u64, 
 /// INSERT and one commit instead of queueing for the database one by one.
 #[derive(Clone)]
 pub struct Sink {
-    tx: tokio::sync::mpsc::Sender<(i64, AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>,
+    tx: tokio::sync::mpsc::Sender<Pending>,
 }
+
+/// A row, its time, and whom to tell when its batch committed.
+type Pending = (i64, AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>);
 
 const MAX_BATCH: usize = 256;
 
