@@ -28,6 +28,9 @@ if [ -x sdk/tests/run.sh ]; then
   sdk/tests/run.sh
 fi
 
+step "OAuth flows driven by independent clients and Chromium (e2e/oauth)"
+e2e/oauth/run.sh
+
 step "Kubernetes control plane (e2e/cluster.sh)"
 e2e/cluster-smoke.sh
 
