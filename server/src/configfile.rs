@@ -2,7 +2,7 @@
 //! notices when the file changes (a mounted Secret changes by swapping a
 //! `..data` symlink, so the content is compared, not the inode).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use authplane_core::Secret;
 use authplane_core::config::{Config, Loaded};
@@ -39,8 +39,4 @@ pub fn admin_key(cfg: &Config) -> Result<Option<Secret<String>>, String> {
         ));
     }
     Ok(Some(Secret::new(key)))
-}
-
-pub fn config_path(arg: Option<PathBuf>) -> Option<PathBuf> {
-    arg
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use authplane_core::config::{DatabaseConfig, DatabaseKind};
 use authplane_migration::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectOptions, Database, DbErr, EntityTrait};
 
 pub use sea_orm::DatabaseConnection as Db;
 
@@ -129,8 +129,4 @@ pub(crate) fn conflict_or(e: DbErr, what: impl Into<String>) -> StoreError {
     } else {
         StoreError::Db(e)
     }
-}
-
-pub fn connection_is_postgres(db: &DatabaseConnection) -> bool {
-    matches!(db.get_database_backend(), sea_orm::DbBackend::Postgres)
 }
