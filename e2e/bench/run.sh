@@ -17,6 +17,9 @@
 #   a pool of them and puts back the rotated token from every answer
 #   (refresh_token.lua), so every connection is a client keeping its grant
 #   alive, and no token is ever used twice.
+# - server CPU per token: user+system time of the server process (/proc/PID/stat)
+#   over the measured run, divided by the tokens issued; wrk's own CPU is not
+#   in it, and it moves much less than tokens/s when other work shares the cores.
 # - DB writes per grant: row counts of every table (plus rows marked spent)
 #   before and after the measured run, divided by the successful requests.
 #
@@ -73,6 +76,9 @@ export BENCH_LUA_DIR="$here" BENCH_THREADS="$threads"
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU time (user + system) of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clk_tck="$(getconf CLK_TCK)"
 basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
 
 # jwt_header TOKEN -> the decoded JOSE header
@@ -91,7 +97,10 @@ declare -A RESULT
 run_wrk() {
   local name="$1" url="$2" script="$3" pid="$4" out line ok
   echo "  load average before: $(loadavg)"
+  local t0 t1
+  t0="$(cpu_ticks "$pid")"
   out="$(wrk -t"$threads" -c"$conns" -d"$duration" -s "$here/$script" "$url")"
+  t1="$(cpu_ticks "$pid")"
   line="$(grep '^BENCH ' <<<"$out")"
   local req dur p50 p99 st
   req="$(kv requests "$line")"
@@ -107,8 +116,10 @@ run_wrk() {
   RESULT[$name.p99]="$(awk -v u="$p99" 'BEGIN { printf "%.2f", u / 1000 }')"
   RESULT[$name.rss]="$(rss_mb "$pid" VmRSS)"
   RESULT[$name.hwm]="$(rss_mb "$pid" VmHWM)"
-  printf '  %s: %s tokens/s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB)\n' \
-    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}"
+  # Server CPU per token: less sensitive than tokens/s to whatever else the machine runs.
+  RESULT[$name.cpu]="$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$ok" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
+  printf '  %s: %s tokens/s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB), server CPU %s us/token\n' \
+    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.cpu]}"
   if [[ "$st" != 0 ]]; then
     echo "$out" | sed 's/^/    wrk: /'
   fi
@@ -178,13 +189,16 @@ oidc_pid=""
 
 # --- summary ------------------------------------------------------------------------
 echo
-printf '%-36s %12s %9s %9s %9s %10s  %s\n' "server / grant" "tokens/s" "p50 ms" "p99 ms" "RSS MB" "peak MB" "DB writes per grant"
+printf '%-34s %9s %8s %8s %11s %8s %8s  %s\n' "server / grant" "tokens/s" "p50 ms" "p99 ms" "CPU us/tok" "RSS MB" "peak MB" "DB writes per grant"
 for name in authplane.client_credentials authplane.refresh_token oidc-provider.client_credentials; do
-  printf '%-36s %12s %9s %9s %9s %10s  %s\n' "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.writes]:-none (in memory)}"
+  printf '%-34s %9s %8s %8s %11s %8s %8s  %s\n' "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "${RESULT[$name.cpu]}" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.writes]:-none (in memory)}"
 done
 ratio="$(awk -v a="${RESULT[authplane.client_credentials.tps]}" -v b="${RESULT[oidc-provider.client_credentials.tps]}" 'BEGIN { printf "%.2f", a / b }')"
 echo
+cpu_ratio="$(awk -v a="${RESULT[authplane.client_credentials.cpu]}" -v b="${RESULT[oidc-provider.client_credentials.cpu]}" 'BEGIN { printf "%.2f", b / a }')"
 echo "ratio (client_credentials tokens/s, authplane / oidc-provider): ${ratio}x   (issue 3 target: >= 2x, p99 < 10 ms, RSS < 40 MB)"
+echo "ratio (client_credentials server CPU per token, oidc-provider / authplane): ${cpu_ratio}x"
+echo "load average after: $(loadavg) (other work on the machine skews tokens/s; CPU per token much less)"
 errors=$(( ${RESULT[authplane.client_credentials.errors]} + ${RESULT[authplane.refresh_token.errors]} + ${RESULT[oidc-provider.client_credentials.errors]} ))
 if [[ $errors -ne 0 || "${reuse:-0}" != 0 ]]; then
   echo "bench: some requests failed; the numbers above are not valid"
