@@ -225,6 +225,11 @@ async fn maintain(state: Arc<AppState>) {
         }
 
         if n == 1 || n.is_multiple_of(1800) {
+            match crate::store::oauth::purge_expired(&state.db, clock::now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired OAuth state deleted"),
+                Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "OAuth state purge failed"),
+            }
             let retention = state.config.load().audit.retention.as_secs() as i64;
             if retention > 0 {
                 match crate::store::audit::purge(&state.db, clock::now_ms() - retention * 1000).await {

@@ -264,3 +264,48 @@ pub async fn revoke_access<C: ConnectionTrait>(
 pub async fn get_access<C: ConnectionTrait>(db: &C, jti: &str) -> Result<Option<AccessTokenRow>, DbErr> {
     access_token::Entity::find_by_id(jti.to_owned()).one(db).await
 }
+
+/// Deletes OAuth state that can no longer be used: expired sign-in requests
+/// and sessions, codes and access-token records past their expiry (kept a
+/// day for replay detection and introspection), and token families past
+/// their expiry with their refresh tokens.
+pub async fn purge_expired<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
+    let day = 86_400;
+    let mut n = 0;
+    n += auth_request::Entity::delete_many()
+        .filter(auth_request::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += session::Entity::delete_many().filter(session::Column::ExpiresAt.lt(now)).exec(db).await?.rows_affected;
+    n += authorization_code::Entity::delete_many()
+        .filter(authorization_code::Column::ExpiresAt.lt(now - day))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += access_token::Entity::delete_many()
+        .filter(access_token::Column::ExpiresAt.lt(now - day))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let dead: Vec<String> = token_family::Entity::find()
+        .filter(token_family::Column::ExpiresAt.lt(now - day))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    for chunk in dead.chunks(500) {
+        n += refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::FamilyId.is_in(chunk.to_vec()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        n += token_family::Entity::delete_many()
+            .filter(token_family::Column::Id.is_in(chunk.to_vec()))
+            .exec(db)
+            .await?
+            .rows_affected;
+    }
+    Ok(n)
+}

@@ -607,3 +607,48 @@ async fn client_id_metadata_documents_are_fetched_with_ssrf_rules() {
     assert!(matches!(&l, Landing::Page(400, p) if p.contains("forbidden address")), "{l:?}");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), before, "nothing was fetched");
 }
+
+#[tokio::test]
+async fn expired_oauth_state_is_purged_and_live_state_is_kept() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    let b = Browser::new(&app);
+    let code = b.code_for(&[]).await;
+    let (_, t) = app.exchange(&code).await;
+    let _pending = b.authorize(&[]).await; // a sign-in request left open
+    let db = sea_orm::Database::connect(&app.db_url).await.unwrap();
+    let count = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    let now = authplane_server::clock::now();
+    assert_eq!(authplane_server::store::oauth::purge_expired(&db, now).await.unwrap(), 0, "nothing is expired yet");
+    // A week later everything but the 30-day refresh family has expired.
+    let purged = authplane_server::store::oauth::purge_expired(&db, now + 7 * 86_400).await.unwrap();
+    assert!(purged >= 4, "{purged}");
+    for table in ["auth_requests", "sessions", "authorization_codes", "access_tokens"] {
+        assert_eq!(count(table).await, 0, "{table}");
+    }
+    assert_eq!(count("token_families").await, 1);
+    let (s, _) = app
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", "test-client"),
+        ])
+        .await;
+    assert_eq!(s, 200, "the live grant still refreshes");
+    authplane_server::store::oauth::purge_expired(&db, now + 40 * 86_400).await.unwrap();
+    assert_eq!(count("token_families").await, 0);
+    assert_eq!(count("refresh_tokens").await, 0);
+}
