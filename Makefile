@@ -39,3 +39,13 @@ release:
 .PHONY: bench
 bench:
 	e2e/bench/run.sh
+
+# Helm chart: deploy/authplane.yaml (CRDs + operator, default values) rendered
+# from charts/authplane for kubectl and GitOps; CI fails on drift. `make crds`
+# also copies crds/yaml/ into the chart (charts/hack/sync-crds.py).
+.PHONY: manifests helm-test
+manifests:
+	charts/hack/render-manifests.sh
+
+helm-test:
+	e2e/helm-test.sh

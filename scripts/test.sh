@@ -34,4 +34,7 @@ e2e/oauth/run.sh
 step "Kubernetes control plane (e2e/cluster.sh)"
 e2e/cluster-smoke.sh
 
+step "Helm chart and deploy/ manifests on the control plane (e2e/helm-test.sh)"
+e2e/helm-test.sh
+
 step "done in $(( $(date +%s) - started ))s"
