@@ -27,8 +27,7 @@ pub async fn revoke(
         };
         let Some(family) = rows::get_family(&state.db, &row.family_id).await? else { return Ok(false) };
         if family.client_id != client_id {
-            // RFC 7009 §2.1: the token was not issued to this client; ignore.
-            return Ok(true);
+            return Err(not_yours());
         }
         let txn = state.db.begin().await?;
         rows::revoke_family(&txn, &family.id, now).await?;
@@ -39,7 +38,7 @@ pub async fn revoke(
     let as_access = || async {
         let Some(claims) = jwt::verify_own(&state.keys, token, now) else { return Ok::<bool, Error>(false) };
         if claims.client_id != client_id {
-            return Ok(true);
+            return Err(not_yours());
         }
         let txn = state.db.begin().await?;
         rows::revoke_access(&txn, &claims.jti, client_id, claims.exp, now).await?;
@@ -60,6 +59,11 @@ pub async fn revoke(
         tracing::debug!(client_id, "revocation of an unknown token ignored");
     }
     Ok(())
+}
+
+/// RFC 7009 §2.1: a token issued to another client is refused, not revoked.
+fn not_yours() -> Error {
+    Error::new(super::error::Kind::UnauthorizedClient, "the token was not issued to this client")
 }
 
 fn event(user: &str, client_id: &str, ids: &RequestIds, kind: &str) -> AuditEvent {

@@ -524,7 +524,21 @@ async fn revocation_and_introspection() {
     let (s, _) =
         app.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt), ("client_id", "test-client")]).await;
     assert_eq!(s, 400);
-    // Unknown tokens are fine (RFC 7009 §2.2); another client's token is left alone.
+    // Another client's token is refused and stays valid (RFC 7009 §2.1).
+    let code = Browser::new(&app).code_for(&[]).await;
+    let (_, t) = app.exchange(&code).await;
+    let res = app
+        .http
+        .post(format!("{}/oauth/revoke", app.public))
+        .basic_auth(&me.0, Some(&me.1))
+        .form(&[("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "unauthorized_client");
+    assert_eq!(app.introspect(&me, t["access_token"].as_str().unwrap()).await["active"], true);
+    // Unknown tokens are fine (RFC 7009 §2.2).
     let res = app
         .http
         .post(format!("{}/oauth/revoke", app.public))
