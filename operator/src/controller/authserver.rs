@@ -28,7 +28,7 @@ use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::keys;
 use crate::render::config::{ClientIn, Registry, ResourceIn, client_secret_name, registry, render, to_yaml};
 use crate::render::objects::{self, Owner};
-use crate::render::{FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, stamp};
+use crate::render::{AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, stamp};
 
 const KIND: &str = "AuthServer";
 /// Longest sleep between reconciles of a settled AuthServer (picks up
@@ -37,6 +37,7 @@ const RESYNC: Duration = Duration::from_secs(600);
 
 pub struct Ctx {
     pub base: Arc<Context>,
+    ready: tokio::sync::watch::Receiver<bool>,
     secrets: Store<Secret>,
     deployments: Store<Deployment>,
     resources: Store<ProtectedResource>,
@@ -60,9 +61,27 @@ pub fn run(
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
 
-    let ctx = Arc::new(Ctx { base, secrets, deployments, resources, clients, services });
+    let wait_secrets = secrets.clone();
+    let wait_deployments = deployments.clone();
+    let wait_resources = resources.clone();
+    let wait_clients = clients.clone();
+    let wait_services = services.clone();
+    let ready = super::when_ready(async move {
+        let _ = wait_secrets.wait_until_ready().await;
+        let _ = wait_deployments.wait_until_ready().await;
+        let _ = wait_resources.wait_until_ready().await;
+        let _ = wait_clients.wait_until_ready().await;
+        let _ = wait_services.wait_until_ready().await;
+    });
+    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services });
     let controller = Controller::for_stream(server_stream, servers)
-        .owns_stream(secret_stream)
+        // Every Secret the operator writes carries the AuthServer's name: its
+        // own config and keys (repair on delete or edit) and the OAuthClients'
+        // credentials (a new or changed secret means a new digest).
+        .watches_stream(secret_stream, |s: Secret| {
+            let ns = s.namespace()?;
+            s.labels().get(AUTHSERVER_LABEL).map(|a| ObjectRef::new(a).within(&ns))
+        })
         .owns_stream(deployment_stream)
         .owns_stream(service_stream)
         .watches_stream(resource_stream, |r: ProtectedResource| {
@@ -94,13 +113,10 @@ fn now() -> i64 {
 
 async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let _measure = ctx.base.metrics.measure(KIND);
+    tracing::debug!("reconcile");
     // Decide only on complete caches: a half-filled cache would report a
     // missing AuthServer (or drop clients from the config) at start-up.
-    ctx.secrets.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.deployments.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.resources.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.clients.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.services.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    super::caches_ready(&ctx.ready).await;
     if obj.metadata.deletion_timestamp.is_some() {
         // Owned objects go with it (owner references).
         return Ok(Action::await_change());

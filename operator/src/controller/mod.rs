@@ -8,8 +8,9 @@ pub mod protectedresource;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -269,16 +270,21 @@ pub fn on_error(metrics: &Metrics, kind: &'static str, name: &str, e: &Error) ->
     kube::runtime::controller::Action::requeue(Duration::from_secs(5))
 }
 
-/// Drains a controller's result stream, logging what it reports.
-pub async fn drain<S, T, E>(kind: &'static str, stream: S)
+/// Drains a controller's result stream. Reconcile failures are logged by
+/// `on_error`; this logs the controller's own trouble (watch errors).
+pub async fn drain<S, T>(kind: &'static str, stream: S)
 where
-    S: Stream<Item = Result<T, E>>,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<T, kube::runtime::controller::Error<Error, watcher::Error>>>,
 {
+    use kube::runtime::controller::Error as CtrlError;
     stream
         .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(kind, detail = %e, "controller event");
+            match r {
+                Ok(_) | Err(CtrlError::ReconcilerFailed(..)) => {}
+                Err(CtrlError::ObjectNotFound(o)) => {
+                    tracing::debug!(kind, object = %o, "object gone before its reconcile")
+                }
+                Err(e) => tracing::warn!(kind, detail = %e, "controller error"),
             }
         })
         .await;
@@ -297,4 +303,21 @@ pub fn span(kind: &'static str, ns: &str, name: &str) -> tracing::Span {
     tracing::info_span!("reconcile", kind, object = %format!("{ns}/{name}"), trace_id = %crate::telemetry::new_trace_id())
 }
 
-pub type Shared<T> = Arc<T>;
+/// Resolves a flag once `caches` (the stores' `wait_until_ready`) completes.
+/// Reconciles wait on the flag, not on the stores: a store's readiness
+/// signal wakes only one waiter (so concurrent reconciles must not wait on
+/// it), and the controller itself already waits on its main store, which
+/// must therefore not be passed here.
+pub fn when_ready(caches: impl Future<Output = ()> + Send + 'static) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        caches.await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub async fn caches_ready(ready: &tokio::sync::watch::Receiver<bool>) {
+    let mut rx = ready.clone();
+    let _ = rx.wait_for(|r| *r).await;
+}

@@ -34,6 +34,7 @@ pub const MIN_SECRET_LEN: usize = 32;
 
 pub struct Ctx {
     pub base: Arc<Context>,
+    ready: tokio::sync::watch::Receiver<bool>,
     servers: Store<AuthServer>,
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
@@ -54,7 +55,15 @@ pub fn run(
         reflect(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
     let by_server = clients.clone();
     let by_resource = clients.clone();
-    let ctx = Arc::new(Ctx { base, servers, resources, clients: clients.clone(), secrets });
+    let wait_servers = servers.clone();
+    let wait_resources = resources.clone();
+    let wait_secrets = secrets.clone();
+    let ready = super::when_ready(async move {
+        let _ = wait_servers.wait_until_ready().await;
+        let _ = wait_resources.wait_until_ready().await;
+        let _ = wait_secrets.wait_until_ready().await;
+    });
+    let ctx = Arc::new(Ctx { base, ready, servers, resources, clients: clients.clone(), secrets });
     let controller = Controller::for_stream(client_stream, clients)
         .owns_stream(secret_stream)
         .watches_stream(server_stream, move |a: AuthServer| {
@@ -112,12 +121,10 @@ enum Source {
 
 async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let _measure = ctx.base.metrics.measure(KIND);
+    tracing::debug!("reconcile");
     // Decide only on complete caches: a half-filled cache would report a
     // missing AuthServer (or drop clients from the config) at start-up.
-    ctx.servers.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.resources.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.clients.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.secrets.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    super::caches_ready(&ctx.ready).await;
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

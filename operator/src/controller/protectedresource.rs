@@ -24,6 +24,7 @@ const KIND: &str = "ProtectedResource";
 
 pub struct Ctx {
     pub base: Arc<Context>,
+    ready: tokio::sync::watch::Receiver<bool>,
     servers: Store<AuthServer>,
     resources: Store<ProtectedResource>,
 }
@@ -38,7 +39,11 @@ pub fn run(
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
     let index = resources.clone();
-    let ctx = Arc::new(Ctx { base, servers, resources: resources.clone() });
+    let wait_servers = servers.clone();
+    let ready = super::when_ready(async move {
+        let _ = wait_servers.wait_until_ready().await;
+    });
+    let ctx = Arc::new(Ctx { base, ready, servers, resources: resources.clone() });
     let controller = Controller::for_stream(resource_stream, resources)
         .watches_stream(server_stream, move |a: AuthServer| {
             let ns = a.namespace();
@@ -65,10 +70,10 @@ pub fn run(
 
 async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let _measure = ctx.base.metrics.measure(KIND);
+    tracing::debug!("reconcile");
     // Decide only on complete caches: a half-filled cache would report a
     // missing AuthServer (or drop clients from the config) at start-up.
-    ctx.servers.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
-    ctx.resources.wait_until_ready().await.map_err(|_| Error::Incomplete("cache"))?;
+    super::caches_ready(&ctx.ready).await;
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
