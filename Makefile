@@ -40,6 +40,16 @@ release:
 bench:
 	e2e/bench/run.sh
 
+# Kubernetes operator: regenerate crds/yaml/ from authplane-crds (a test fails
+# on drift), and benchmark 1,000 OAuthClients on the test control plane.
+.PHONY: crds bench-operator
+crds:
+	cargo run --locked -q -p authplane-crds --bin crdgen
+	charts/hack/sync-crds.py
+
+bench-operator:
+	e2e/bench-operator.sh
+
 # Helm chart: deploy/authplane.yaml (CRDs + operator, default values) rendered
 # from charts/authplane for kubectl and GitOps; CI fails on drift. `make crds`
 # also copies crds/yaml/ into the chart (charts/hack/sync-crds.py).

@@ -37,4 +37,7 @@ e2e/cluster-smoke.sh
 step "Helm chart and deploy/ manifests on the control plane (e2e/helm-test.sh)"
 e2e/helm-test.sh
 
+step "operator on a real control plane (e2e/operator-test.sh)"
+e2e/operator-test.sh
+
 step "done in $(( $(date +%s) - started ))s"
