@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::metrics::{FailureLabels, Metrics};
-use crate::render::{FIELD_MANAGER, HASH_ANNOTATION, stamp};
+use crate::render::{FIELD_MANAGER, HASH_ANNOTATION, sha256_hex, stamp};
 
 /// Everything a reconcile can fail with. `metric_label` names the kind in
 /// `authplane_operator_reconcile_failures_total{error=…}`.
@@ -242,8 +242,12 @@ pub fn version_token<K: Resource>(o: &K) -> Option<String> {
     o.resource_version()
 }
 
-/// Writes `status` with server-side apply unless it is already what the
-/// object shows. Returns whether it wrote.
+/// Writes `status` with server-side apply unless the object already shows
+/// it. When the object seen is the very version the operator's last status
+/// write replaced (a trigger that raced that write's own watch event), it
+/// waits for the fresh object instead: writing from the stale one would
+/// repeat the write and could move `lastTransitionTime`. Returns whether it
+/// wrote.
 pub async fn patch_status<K, S>(ctx: &Context, obj: &K, current: Option<&S>, status: &S) -> Result<bool, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + DeserializeOwned + Clone + Debug,
@@ -252,14 +256,27 @@ where
     if current == Some(status) {
         return Ok(false);
     }
+    let value = serde_json::to_value(status).map_err(|e| Error::Encode("status", e))?;
+    let key = format!("{}/status", key_of(obj));
+    let seen = obj.resource_version().unwrap_or_default();
+    let fingerprint = sha256_hex(value.to_string().as_bytes());
+    if let Some(last) = ctx.remembered(&key) {
+        let mut parts = last.split(' ');
+        let (fp, before, after) = (parts.next(), parts.next(), parts.next());
+        if before == Some(seen.as_str()) || (fp == Some(fingerprint.as_str()) && after == Some(seen.as_str())) {
+            return Ok(false);
+        }
+    }
     let ns = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": serde_json::to_value(status).map_err(|e| Error::Encode("status", e))?,
+        "status": value,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    let out =
+        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    ctx.remember(key, Some(format!("{fingerprint} {seen} {}", out.resource_version().unwrap_or_default())));
     Ok(true)
 }
 
