@@ -178,7 +178,7 @@ if [[ -z "${AUTHPLANE_OPERATOR_BIN:-}" ]]; then
     finish
     exit 1
   fi
-  AUTHPLANE_OPERATOR_BIN="$root/target/debug/authplane-operator"
+  AUTHPLANE_OPERATOR_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/authplane-operator"
 fi
 if ! up_out="$("$here/cluster.sh" up)"; then
   bad "cluster.sh up"

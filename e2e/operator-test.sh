@@ -17,8 +17,8 @@ export AUTHPLANE_CLUSTER_DIR="${AUTHPLANE_OPERATOR_E2E_DIR:-${TMPDIR:-/tmp}/auth
 echo "==> building authplane-operator, authserver and the e2e tests" >&2
 cargo build --locked -q -p authplane-operator -p authplane-server --bin authplane-operator --bin authserver
 cargo test --locked -q -p authplane-operator --test e2e --no-run 2>&1 | grep -v '^ *Executable' >&2 || true
-export AUTHPLANE_OPERATOR_BIN="$PWD/target/debug/authplane-operator"
-export AUTHPLANE_AUTHSERVER_BIN="$PWD/target/debug/authserver"
+export AUTHPLANE_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/authplane-operator"
+export AUTHPLANE_AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/authserver"
 
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then
