@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod duration;
+#[cfg(feature = "es256")]
+pub mod es256;
 pub mod keyfile;
 pub mod metadata;
 pub mod redirect;

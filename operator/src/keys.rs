@@ -5,11 +5,7 @@
 //! next_rotation_at}`, the same pure functions the server uses to decide which
 //! key signs and which keys JWKS publishes, so the two cannot disagree.
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-
-use authplane_core::Secret;
+use authplane_core::es256;
 use authplane_core::keyfile::{KeyPhase, KeyState, KeyTimes, SigningKeyFile, next_rotation_at, schedule};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,65 +14,16 @@ pub enum KeyGenError {
     Generate,
 }
 
-/// A fresh P-256 key as a [`SigningKeyFile`]: PKCS#8 PEM, `kid` = RFC 7638
+/// A fresh P-256 key as a [`SigningKeyFile`] (`authplane_core::es256`, the
+/// same code the server's key stores use): PKCS#8 PEM, `kid` = RFC 7638
 /// thumbprint, published at `created_at`, signing from `active_from`.
 pub fn generate(created_at: i64, active_from: i64) -> Result<SigningKeyFile, KeyGenError> {
-    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| KeyGenError::Generate)?;
-    let der = pair.to_pkcs8v1().map_err(|_| KeyGenError::Generate)?;
-    let kid = thumbprint_of(&pair);
-    Ok(SigningKeyFile {
-        kid,
-        alg: "ES256".into(),
-        created_at,
-        active_from,
-        private_key_pem: Secret::new(pem_encode(der.as_ref())),
-    })
+    es256::generate(created_at, active_from).map_err(|_| KeyGenError::Generate)
 }
 
 /// Whether a stored key parses as a P-256 PKCS#8 key whose thumbprint is its `kid`.
 pub fn is_valid(file: &SigningKeyFile) -> bool {
-    if file.alg != "ES256" {
-        return false;
-    }
-    let Some(der) = pem_decode(file.private_key_pem.expose()) else { return false };
-    match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der) {
-        Ok(pair) => thumbprint_of(&pair) == file.kid,
-        Err(_) => false,
-    }
-}
-
-/// RFC 7638 §3: SHA-256 over `{"crv","kty","x","y"}` in lexicographic order.
-fn thumbprint_of(pair: &EcdsaKeyPair) -> String {
-    // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
-    let p = pair.public_key().as_ref();
-    let (x, y) = (URL_SAFE_NO_PAD.encode(&p[1..33]), URL_SAFE_NO_PAD.encode(&p[33..65]));
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
-}
-
-fn pem_encode(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END PRIVATE KEY-----\n");
-    out
-}
-
-fn pem_decode(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PRIVATE KEY-----")
-        .collect();
-    if body.is_empty() {
-        return None;
-    }
-    STANDARD.decode(body).ok()
+    es256::key_pair(file).is_ok()
 }
 
 /// Rotation timings in seconds.
@@ -166,7 +113,7 @@ mod tests {
             alg: "ES256".into(),
             created_at,
             active_from,
-            private_key_pem: Secret::new(String::new()),
+            private_key_pem: authplane_core::Secret::new(String::new()),
         })
     }
 

@@ -5,11 +5,12 @@
 //! the token endpoint never re-parses PKCS#8 per token.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use authplane_core::Secret;
+use authplane_core::es256;
+pub use authplane_core::es256::thumbprint;
 use authplane_core::keyfile::SigningKeyFile;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,74 +48,24 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-fn coords(pair: &EcdsaKeyPair) -> (String, String) {
-    // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
-    let p = pair.public_key().as_ref();
-    (URL_SAFE_NO_PAD.encode(&p[1..33]), URL_SAFE_NO_PAD.encode(&p[33..65]))
-}
-
-/// RFC 7638 §3: SHA-256 over the required members in lexicographic order.
-pub fn thumbprint(x: &str, y: &str) -> String {
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()))
-}
-
-fn pem_encode(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END PRIVATE KEY-----\n");
-    out
-}
-
-fn pem_decode(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PRIVATE KEY-----")
-        .collect();
-    if body.is_empty() {
-        return None;
-    }
-    STANDARD.decode(body).ok()
-}
-
 impl SigningKey {
     /// A fresh key that starts signing at `active_from`.
     pub fn generate(now: i64, active_from: i64) -> Result<(SigningKey, SigningKeyFile), KeyError> {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|_| KeyError::Generate)?;
-        let der = pair.to_pkcs8v1().map_err(|_| KeyError::Generate)?;
-        let (x, y) = coords(&pair);
-        let kid = thumbprint(&x, &y);
-        let file = SigningKeyFile {
-            kid: kid.clone(),
-            alg: "ES256".into(),
-            created_at: now,
-            active_from,
-            private_key_pem: Secret::new(pem_encode(der.as_ref())),
-        };
-        Ok((SigningKey { kid, created_at: now, active_from, pair, x, y }, file))
+        let file = es256::generate(now, active_from).map_err(|_| KeyError::Generate)?;
+        Ok((SigningKey::from_file(&file, "generated key")?, file))
     }
 
     /// Loads and checks a stored key; `origin` names it in errors (a file path).
     pub fn from_file(f: &SigningKeyFile, origin: &str) -> Result<SigningKey, KeyError> {
-        if f.alg != "ES256" {
-            return Err(KeyError::Alg(origin.into(), f.alg.clone()));
-        }
-        let der = pem_decode(f.private_key_pem.expose()).ok_or_else(|| KeyError::Pem(origin.into()))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-            .map_err(|_| KeyError::NotP256(origin.into()))?;
-        let (x, y) = coords(&pair);
-        let kid = thumbprint(&x, &y);
-        if kid != f.kid {
-            return Err(KeyError::KidMismatch(origin.into(), f.kid.clone(), kid));
-        }
-        Ok(SigningKey { kid, created_at: f.created_at, active_from: f.active_from, pair, x, y })
+        let o = || origin.to_owned();
+        let pair = es256::key_pair(f).map_err(|e| match e {
+            es256::KeyError::Alg(alg) => KeyError::Alg(o(), alg),
+            es256::KeyError::Pem => KeyError::Pem(o()),
+            es256::KeyError::KidMismatch(kid, actual) => KeyError::KidMismatch(o(), kid, actual),
+            es256::KeyError::NotP256 | es256::KeyError::Generate => KeyError::NotP256(o()),
+        })?;
+        let (x, y) = es256::coordinates(&pair);
+        Ok(SigningKey { kid: f.kid.clone(), created_at: f.created_at, active_from: f.active_from, pair, x, y })
     }
 
     /// The public JWK (RFC 7517) for JWKS.
@@ -147,6 +98,7 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authplane_core::Secret;
 
     #[test]
     fn generated_keys_reload_and_sign_verifiably() {
@@ -166,15 +118,6 @@ mod tests {
         assert_eq!(data.claims["sub"], "u");
         assert_eq!(data.header.kid.as_deref(), Some(k.kid.as_str()));
         assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
-    }
-
-    #[test]
-    fn rfc7638_thumbprint_vector() {
-        // The RFC 7517 A.1 EC key; expected value computed independently with
-        // Python's json.dumps(sort_keys=True, separators=(',', ':')) + hashlib.
-        let x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
-        let y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
-        assert_eq!(thumbprint(x, y), "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U");
     }
 
     #[test]
