@@ -4,7 +4,9 @@
 //! resource-URI canonicalisation (RFC 8707), redirect-URI rules (RFC 8252),
 //! scope tokens (RFC 6749 §3.3), the authorization-server metadata document
 //! (RFC 8414) and the signing-key file format. No I/O beyond reading the
-//! process environment handed in by the caller.
+//! process environment handed in by the caller — except the optional `es256`
+//! feature, which generates and parses signing keys (aws-lc, the OS random
+//! number generator) for the server and the operator.
 #![forbid(unsafe_code)]
 
 pub mod config;
