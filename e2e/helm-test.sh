@@ -173,8 +173,8 @@ fails_with "template: serviceAccount.create=false without a name" "serviceAccoun
 echo "# control plane ($AUTHPLANE_CLUSTER_DIR)"
 if [[ -z "${AUTHPLANE_OPERATOR_BIN:-}" ]]; then
   echo "# building authplane-operator" >&2
-  if ! cargo build --locked -q -p authplane-operator --bin authplane-operator >&2; then
-    bad "cargo build -p authplane-operator"
+  if ! "$root/scripts/build-test-bins.sh" >&2; then
+    bad "scripts/build-test-bins.sh"
     finish
     exit 1
   fi

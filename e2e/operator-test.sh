@@ -15,8 +15,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export AUTHPLANE_CLUSTER_DIR="${AUTHPLANE_OPERATOR_E2E_DIR:-${TMPDIR:-/tmp}/authplane-operator-e2e-$$}"
 
 echo "==> building authplane-operator, authserver and the e2e tests" >&2
-cargo build --locked -q -p authplane-operator -p authplane-server --bin authplane-operator --bin authserver
-cargo test --locked -q -p authplane-operator --test e2e --no-run 2>&1 | grep -v '^ *Executable' >&2 || true
+scripts/build-test-bins.sh
 export AUTHPLANE_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/authplane-operator"
 export AUTHPLANE_AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/authserver"
 
@@ -39,4 +38,4 @@ kubectl wait --for condition=established --timeout=60s \
   crd/servicemonitors.monitoring.coreos.com >&2
 
 echo "==> operator e2e tests" >&2
-cargo test --locked -p authplane-operator --test e2e -- --ignored --test-threads="${E2E_THREADS:-3}" "$@"
+cargo test --workspace --locked --test e2e -- --ignored --test-threads="${E2E_THREADS:-3}" "$@"

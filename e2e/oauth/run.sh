@@ -41,7 +41,7 @@ export E2E_ARTIFACTS="$artifacts"
 
 if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
   echo "e2e-oauth: building authserver"
-  (cd "$root" && cargo build --quiet --locked -p authplane-server --bin authserver)
+  "$root/scripts/build-test-bins.sh"
   AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/authserver"
 fi
 

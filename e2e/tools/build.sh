@@ -71,8 +71,21 @@ tool_file() {
 
 tool_path() { echo "$TOOLS_DIR/$1-$(tool_version "$1")/$(tool_file "$1")"; }
 
+# Go's build cache goes to a temporary directory removed on exit: the built
+# binaries are cached by version above, and the ~5 GB of compiler output
+# behind them would only fill the disk (the three Kubernetes tools still share
+# it within one run).
+# ensure_gocache runs in the main shell (not in a $(...) subshell) so the EXIT
+# trap sees the directory.
+gocache=""
+ensure_gocache() {
+  if [[ -z "$gocache" ]]; then
+    gocache="$(mktemp -d "$TOOLS_DIR/.gocache.XXXXXX")"
+    tmp_dirs+=("$gocache")
+  fi
+}
 go_env() {
-  env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" "$@"
+  env GOCACHE="${AUTHPLANE_GOCACHE:-${gocache:?}}" CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" "$@"
 }
 
 # The `-X` flags the upstream release builds set, so --version reports the
@@ -130,6 +143,7 @@ build_one() {
     log "$tool $v: cached: $final/$file"
     return
   fi
+  ensure_gocache
   tmp="$(mktemp -d "$TOOLS_DIR/.$tool-$v.tmp.XXXXXX")"
   chmod 0755 "$tmp"
   tmp_dirs+=("$tmp")
