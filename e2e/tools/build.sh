@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Build the pinned Kubernetes control-plane tools used by e2e/cluster.sh into a
-# cache outside the clone.
+# Build the pinned test tools (the Kubernetes control plane used by
+# e2e/cluster.sh, helm, and the OpenTelemetry Collector used by e2e/otel) into
+# a cache outside the clone.
 #
 #   e2e/tools/build.sh [tool...]        build (or reuse) and print where each is
+#                                       (default: all tools)
 #   e2e/tools/build.sh --env [tool...]  same, then print sourceable
 #                                       `export AUTHPLANE_<TOOL>=<path>` lines
-#                                       and AUTHPLANE_TOOLS_PATH (progress on stderr)
+#                                       and AUTHPLANE_TOOLS_PATH (progress on
+#                                       stderr; default: the cluster tools)
 #   e2e/tools/build.sh --print-bin-dir  same, then print one directory holding
-#                                       symlinks to every binary (for PATH)
+#                                       symlinks to every cluster-tool binary
+#                                       (for PATH)
 #   e2e/tools/build.sh --versions       print tool versions, build nothing
 #   e2e/tools/build.sh --path tool...   print where a tool is (or would be),
 #                                       build nothing
 #
-# Tools: etcd kube-apiserver kube-controller-manager kubectl helm
-# servicemonitor-crd (default: all).
+# Cluster tools: etcd kube-apiserver kube-controller-manager kubectl helm
+# servicemonitor-crd. Other tools: otelcol. --env and --print-bin-dir default
+# to the cluster tools only (what cluster.sh and helm-test.sh consume), so
+# bringing up a cluster never waits for a collector build.
 #
 # Each tool goes to ${AUTHPLANE_TOOLS_DIR:-$HOME/.cache/authplane/tools}/<tool>-<version>/.
 # The version is read from the committed wrapper go.mod files (or pinned below),
@@ -39,7 +45,8 @@ PROM_OPERATOR_VERSION=v0.85.0
 PROM_OPERATOR_SUM='h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s='
 SERVICEMONITOR_CRD_PATH=example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
 
-ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl helm servicemonitor-crd)
+CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl helm servicemonitor-crd)
+ALL_TOOLS=("${CLUSTER_TOOLS[@]}" otelcol)
 
 log() { echo "$@" >&"$out_fd"; }
 die() { echo "build.sh: error: $*" >&2; exit 1; }
@@ -57,6 +64,7 @@ tool_version() {
     etcd) gomod_version etcd go.etcd.io/etcd/server/v3 ;;
     kube-apiserver | kube-controller-manager | kubectl) gomod_version kubernetes k8s.io/kubernetes ;;
     helm) gomod_version helm helm.sh/helm/v3 ;;
+    otelcol) gomod_version otelcol go.opentelemetry.io/collector/otelcol ;;
     servicemonitor-crd) echo "$PROM_OPERATOR_VERSION" ;;
     *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
   esac
@@ -113,6 +121,10 @@ ldflags_for() { # tool version
         ld+=" -X $pkg.k8sVersionMajor=$major -X $pkg.k8sVersionMinor=$cgminor"
       done
       ;;
+    otelcol)
+      # e2e/tools/otelcol/main.go puts it in BuildInfo.Version.
+      ld+=" -X main.version=$v"
+      ;;
   esac
   echo "$ld"
 }
@@ -125,6 +137,7 @@ check_version() { # tool path version
     kubectl) got="$("$2" version --client 2>&1 | head -n 1)"; [[ "$got" == "Client Version: $3" ]] ;;
     etcd) got="$("$2" --version 2>&1)"; grep -qx "etcd Version: ${3#v}" <<<"$got" ;;
     helm) got="$("$2" version --short 2>&1)"; [[ "$got" == "$3"* ]] ;;
+    otelcol) got="$("$2" --version 2>&1)"; [[ "$got" == "otelcol version $3" ]] ;;
     servicemonitor-crd) got="$(head -c 4096 "$2")"; grep -q 'name: servicemonitors.monitoring.coreos.com' <<<"$got" ;;
   esac || die "$1 built at $2 but reports '$got', expected $3"
 }
@@ -167,6 +180,7 @@ build_one() {
         etcd) moddir=etcd; pkg=. ;;
         kube-apiserver | kube-controller-manager | kubectl) moddir=kubernetes; pkg="k8s.io/kubernetes/cmd/$tool" ;;
         helm) moddir=helm; pkg=helm.sh/helm/v3/cmd/helm ;;
+        otelcol) moddir=otelcol; pkg=. ;;
       esac
       ld="$(ldflags_for "$tool" "$v")"
       (cd "$here/$moddir" && go_env nice -n 10 "$GO" build -trimpath -ldflags "$ld" -o "$tmp/$file" "$pkg") >&2 ||
@@ -190,17 +204,17 @@ build_one() {
   log "$tool $v: built in $((SECONDS - start))s: $final/$file"
 }
 
-# One directory of symlinks for the current pins, for PATH.
+# One directory of symlinks for the current cluster-tool pins, for PATH.
 bin_dir() {
   local key="" t d tmp
-  for t in "${ALL_TOOLS[@]}"; do key+="${t}-$(tool_version "$t")_"; done
+  for t in "${CLUSTER_TOOLS[@]}"; do key+="${t}-$(tool_version "$t")_"; done
   d="$TOOLS_DIR/bin/$(sha256sum <<<"$key" | cut -c1-12)"
   if [[ ! -d "$d" ]]; then
     mkdir -p "$TOOLS_DIR/bin"
     tmp="$(mktemp -d "$TOOLS_DIR/bin/.tmp.XXXXXX")"
     chmod 0755 "$tmp"
     tmp_dirs+=("$tmp")
-    for t in "${ALL_TOOLS[@]}"; do
+    for t in "${CLUSTER_TOOLS[@]}"; do
       [[ "$t" == servicemonitor-crd ]] || ln -s "$(tool_path "$t")" "$tmp/$t"
     done
     echo "$key" >"$tmp/VERSIONS"
@@ -219,8 +233,13 @@ case "${1:-}" in
   -*) die "unknown option $1" ;;
 esac
 tools=("$@")
-[[ ${#tools[@]} -gt 0 ]] || tools=("${ALL_TOOLS[@]}")
-[[ "$mode" == bin-dir ]] && tools=("${ALL_TOOLS[@]}")
+if [[ ${#tools[@]} -eq 0 ]]; then
+  case "$mode" in
+    env) tools=("${CLUSTER_TOOLS[@]}") ;;
+    *) tools=("${ALL_TOOLS[@]}") ;;
+  esac
+fi
+[[ "$mode" == bin-dir ]] && tools=("${CLUSTER_TOOLS[@]}")
 for t in "${tools[@]}"; do tool_version "$t" >/dev/null; done
 
 if [[ "$mode" == versions ]]; then
