@@ -28,6 +28,7 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    pub otel: OtelConfig,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub users: Vec<UserConfig>,
@@ -270,6 +271,58 @@ impl Default for AuditConfig {
     }
 }
 
+/// How spans reach the OTLP endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum OtelProtocol {
+    /// OTLP over gRPC (port 4317 by convention); plaintext only.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318); `/v1/traces` is appended.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtelProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtelProtocol::Grpc => "grpc",
+            OtelProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// OpenTelemetry trace export. Read once at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelConfig {
+    /// OTLP endpoint, e.g. `http://otel-collector:4317`; empty = no export.
+    pub endpoint: String,
+    pub protocol: OtelProtocol,
+    /// Fraction of new traces recorded (0.0–1.0). A sampled incoming
+    /// `traceparent` is always followed (parent-based).
+    pub sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        OtelConfig {
+            endpoint: String::new(),
+            protocol: OtelProtocol::HttpProtobuf,
+            sample_ratio: 1.0,
+            service_name: "authplane".into(),
+        }
+    }
+}
+
+impl OtelConfig {
+    pub fn enabled(&self) -> bool {
+        !self.endpoint.trim().is_empty()
+    }
+}
+
 /// A protected resource (an MCP server) this AS issues tokens for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -414,7 +467,7 @@ fn err(key: impl Into<String>, value: Option<&str>, problem: impl Into<String>, 
 }
 
 /// Sections that may be set with `AUTHPLANE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit"];
+const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit", "otel"];
 /// Sections that are lists and so cannot come from the environment.
 const LIST_SECTIONS: &[&str] = &["resources", "clients", "users"];
 /// Variables with the prefix that are not config keys.
@@ -606,6 +659,39 @@ impl Config {
                 "not a log level",
                 "use error, warn, info, debug or trace",
             ));
+        }
+
+        // otel
+        if self.otel.enabled() {
+            let ep = self.otel.endpoint.trim();
+            let url = url::Url::parse(ep).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if url.is_none() {
+                return Err(err(
+                    k("otel.endpoint"),
+                    Some(ep),
+                    "not an http(s) URL",
+                    "write the collector's URL, e.g. http://otel-collector:4318",
+                ));
+            }
+            if self.otel.protocol == OtelProtocol::Grpc && ep.starts_with("https:") {
+                return Err(err(
+                    k("otel.endpoint"),
+                    Some(ep),
+                    "https is not supported with otel.protocol grpc",
+                    "use protocol http/protobuf for a TLS endpoint, or a plaintext in-cluster collector",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.otel.sample_ratio) {
+            return Err(err(
+                k("otel.sample_ratio"),
+                Some(&self.otel.sample_ratio.to_string()),
+                "outside 0.0–1.0",
+                "use e.g. 0.1 to record one trace in ten",
+            ));
+        }
+        if self.otel.service_name.trim().is_empty() {
+            return Err(err(k("otel.service_name"), Some(""), "empty", "use e.g. authplane"));
         }
 
         self.validate_registry()
@@ -957,6 +1043,12 @@ where
                 "false" | "0" => Value::Bool(false),
                 _ => return Err(err(format!("{var} ({path})"), Some(&raw), "not a boolean", "use true or false")),
             },
+            Value::Number(n) if n.is_f64() => match raw.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Value::from(f),
+                _ => {
+                    return Err(err(format!("{var} ({path})"), Some(&raw), "not a number", "use e.g. 0.1"));
+                }
+            },
             Value::Number(_) => match raw.trim().parse::<u64>() {
                 Ok(n) => Value::from(n),
                 Err(_) => {
@@ -1118,5 +1210,44 @@ mod tests {
         assert_eq!(again.config.server.issuer, "https://auth.example.com");
         assert_eq!(again.config.resources, l.config.resources);
         assert_eq!(again.config.users, l.config.users);
+    }
+
+    #[test]
+    fn otel_comes_from_the_environment_with_its_types() {
+        let l = Config::load(
+            None,
+            env(&[
+                ("AUTHPLANE_OTEL_ENDPOINT", "http://127.0.0.1:4317"),
+                ("AUTHPLANE_OTEL_PROTOCOL", "grpc"),
+                ("AUTHPLANE_OTEL_SAMPLE_RATIO", "0.1"),
+            ]),
+        )
+        .unwrap();
+        assert!(l.config.otel.enabled());
+        assert_eq!(l.config.otel.protocol, OtelProtocol::Grpc);
+        assert!((l.config.otel.sample_ratio - 0.1).abs() < 1e-12);
+        assert_eq!(l.config.otel.service_name, "authplane");
+        assert!(!Config::default().otel.enabled());
+    }
+
+    #[test]
+    fn bad_otel_settings_name_the_variable_and_the_fix() {
+        let cases = [
+            (
+                vec![("AUTHPLANE_OTEL_SAMPLE_RATIO", "lots")],
+                "AUTHPLANE_OTEL_SAMPLE_RATIO (otel.sample_ratio) = \"lots\": not a number",
+            ),
+            (vec![("AUTHPLANE_OTEL_SAMPLE_RATIO", "1.5")], "outside 0.0–1.0"),
+            (vec![("AUTHPLANE_OTEL_ENDPOINT", "collector:4317")], "not an http(s) URL"),
+            (vec![("AUTHPLANE_OTEL_PROTOCOL", "thrift")], "otel.protocol"),
+            (
+                vec![("AUTHPLANE_OTEL_ENDPOINT", "https://c.example.com"), ("AUTHPLANE_OTEL_PROTOCOL", "grpc")],
+                "https is not supported with otel.protocol grpc",
+            ),
+        ];
+        for (vars, want) in cases {
+            let e = Config::load(None, env(&vars)).unwrap_err().to_string();
+            assert!(e.contains(want), "{vars:?}: {e}");
+        }
     }
 }

@@ -67,7 +67,9 @@ impl AppState {
 /// serves until SIGTERM/SIGINT.
 pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), String> {
     let cfg = loaded.config;
-    let (db, db_info) = store::connect(&cfg.database).await?;
+    let metrics = Metrics::new();
+    let (mut db, db_info) = store::connect(&cfg.database).await?;
+    store::instrument(&mut db, &db_info, metrics.clone());
     let applied = store::migrate(&db)
         .await
         .map_err(|e| format!("database migration failed: {}", store::one_line(&e.to_string())))?;
@@ -91,7 +93,6 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     let registry = Registry::default();
     registry.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
 
-    let metrics = Metrics::new();
     let audit = crate::store::audit::Sink::spawn(db.clone());
     let state = Arc::new(AppState {
         config: ArcSwap::from_pointee(cfg.clone()),

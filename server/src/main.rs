@@ -35,7 +35,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Serve => {
             let loaded = configfile::load(config_path.as_deref())?;
-            let _guard = telemetry::init(&loaded.config.log.level, loaded.config.log.format);
+            let _guard = telemetry::init(&loaded.config.log.level, loaded.config.log.format, &loaded.config.otel)?;
             let result = actix_web::rt::System::new().block_on(app::serve(loaded, config_path));
             if let Err(e) = &result {
                 tracing::error!(error = "ErrStartup", detail = %e, "authserver cannot start");

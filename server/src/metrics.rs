@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -17,6 +18,13 @@ pub struct HttpLabels {
     pub method: String,
     pub route: String,
     pub status: u16,
+}
+
+/// The exemplar of a latency observation: the request's W3C trace id, which
+/// finds its log lines (`grep trace_id=…`) and, when exported, its trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +40,11 @@ pub struct GrantLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,16 +78,12 @@ pub const DPOP_REJECTION_REASONS: &[&str] =
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-fn latency_histogram() -> Histogram {
-    // 0.25 ms … ~4 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
-}
-
 /// Every metric the server records.
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
-    pub http_duration: HistogramFamily<HttpLabels>,
+    pub http_duration:
+        Family<HttpLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>,
     pub tokens_issued: Family<GrantLabels, Counter>,
     pub auth_denied: Family<ReasonLabels, Counter>,
     pub dpop_validated: Counter,
@@ -84,6 +93,24 @@ pub struct Metrics {
     pub key_reloads: Family<OutcomeLabels, Counter>,
     /// Age of the signing key, set by the key maintenance loop.
     pub key_age: Gauge,
+    pub db_query_duration: HistogramFamily<OperationLabels>,
+    pub db_query_errors: Family<OperationLabels, Counter>,
+    /// Connections in the pool: (open, idle, max), set at each scrape.
+    pub db_pool: Family<StatePool, Gauge>,
+}
+
+/// `state` of `authplane_db_pool_connections`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatePool {
+    pub state: &'static str,
+}
+
+/// Statement verbs with their own series; anything else is `other`.
+pub const DB_OPERATIONS: &[&str] = &["select", "insert", "update", "delete", "other"];
+
+fn query_histogram() -> Histogram {
+    // 50 µs … ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
 impl Metrics {
@@ -95,7 +122,11 @@ impl Metrics {
             "HTTP requests by listener, method, route and status",
             http_requests.clone(),
         );
-        let http_duration: HistogramFamily<HttpLabels> = Family::new_with_constructor(latency_histogram);
+        let http_duration: Family<
+            HttpLabels,
+            HistogramWithExemplars<TraceExemplar>,
+            fn() -> HistogramWithExemplars<TraceExemplar>,
+        > = Family::new_with_constructor(|| HistogramWithExemplars::new(exponential_buckets(0.000_25, 2.0, 15)));
         registry.register(
             "authplane_http_request_duration_seconds",
             "HTTP request duration by listener, method, route and status",
@@ -133,6 +164,24 @@ impl Metrics {
             "Age of the key that signs now, in seconds",
             key_age.clone(),
         );
+        let db_query_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(query_histogram);
+        registry.register(
+            "authplane_db_query_duration_seconds",
+            "SQL statement duration by operation (select, insert, update, delete, other)",
+            db_query_duration.clone(),
+        );
+        let db_query_errors = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "authplane_db_query_errors",
+            "SQL statements that failed, by operation",
+            db_query_errors.clone(),
+        );
+        let db_pool = Family::<StatePool, Gauge>::default();
+        registry.register(
+            "authplane_db_pool_connections",
+            "Database pool connections: in_use, idle, and max (the configured size)",
+            db_pool.clone(),
+        );
         // Known label values start at 0 so that every series exists from the
         // first scrape (rate() and alerts need it; so does the checklist's grep).
         for grant_type in ["authorization_code", "refresh_token", "client_credentials"] {
@@ -150,8 +199,16 @@ impl Metrics {
         for outcome in ["changed", "failed"] {
             let _ = key_reloads.get_or_create(&OutcomeLabels { outcome });
         }
+        for &operation in DB_OPERATIONS {
+            let _ = db_query_duration.get_or_create(&OperationLabels { operation });
+            let _ = db_query_errors.get_or_create(&OperationLabels { operation });
+        }
+        for state in ["in_use", "idle", "max"] {
+            let _ = db_pool.get_or_create(&StatePool { state });
+        }
         registry.register_collector(Box::new(StaticCollector));
         registry.register_collector(Box::new(ProcessCollector));
+        registry.register_collector(Box::new(OtelCollector));
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -164,7 +221,29 @@ impl Metrics {
             db_up,
             key_reloads,
             key_age,
+            db_query_duration,
+            db_query_errors,
+            db_pool,
         })
+    }
+
+    /// One SQL statement, from sea-orm's per-query callback.
+    pub fn query(&self, sql: &str, elapsed: std::time::Duration, failed: bool) {
+        let verb = crate::telemetry::sql_operation(sql);
+        let operation = DB_OPERATIONS.iter().copied().find(|o| *o == verb).unwrap_or("other");
+        let labels = OperationLabels { operation };
+        self.db_query_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if failed {
+            self.db_query_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Pool sizes, read just before a scrape.
+    pub fn set_pool(&self, open: u32, idle: usize, max: u32) {
+        let in_use = i64::from(open).saturating_sub(idle as i64).max(0);
+        self.db_pool.get_or_create(&StatePool { state: "in_use" }).set(in_use);
+        self.db_pool.get_or_create(&StatePool { state: "idle" }).set(idle as i64);
+        self.db_pool.get_or_create(&StatePool { state: "max" }).set(i64::from(max));
     }
 
     /// The OpenMetrics text exposition.
@@ -190,6 +269,29 @@ impl Collector for StaticCollector {
         let mut family =
             encoder.encode_descriptor("authplane_build_info", "Build information", None, g.metric_type())?;
         g.encode(family.encode_family(&labels)?)?;
+        Ok(())
+    }
+}
+
+/// Trace export counters (always present; 0 while export is off).
+#[derive(Debug)]
+struct OtelCollector;
+
+impl Collector for OtelCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use crate::telemetry::otel::{EXPORT_FAILURES, SPANS_EXPORTED};
+        use std::sync::atomic::Ordering;
+        for (name, help, v) in [
+            ("authplane_otel_spans_exported", "Spans accepted by the OTLP endpoint", &SPANS_EXPORTED),
+            (
+                "authplane_otel_export_failures",
+                "OTLP export calls that failed (their spans are dropped)",
+                &EXPORT_FAILURES,
+            ),
+        ] {
+            let c = ConstCounter::new(v.load(Ordering::Relaxed));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
         Ok(())
     }
 }

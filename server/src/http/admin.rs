@@ -87,6 +87,9 @@ where
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some((open, idle, max)) = crate::store::pool_stats(&state.db) {
+        state.metrics.set_pool(open, idle, max);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())

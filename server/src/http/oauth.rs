@@ -132,6 +132,7 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     }
 }
 
+#[tracing::instrument(name = "oauth.register", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     let cfg = state.config.load_full();

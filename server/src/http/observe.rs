@@ -12,7 +12,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::{HttpLabels, Metrics, TraceExemplar};
+use crate::telemetry::TraceParent;
+use crate::telemetry::otel::{self, TraceIds};
 
 /// Ids of the current request, available to handlers (audit rows) through
 /// `HttpRequest::extensions()`.
@@ -39,8 +41,8 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 /// W3C Trace Context §3.2: `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`,
-/// neither id all zeros. Returns (trace id, flags).
-pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
+/// neither id all zeros.
+pub fn parse_traceparent(v: &str) -> Option<TraceParent> {
     let parts: Vec<&str> = v.trim().split('-').collect();
     let [version, trace, parent, flags, ..] = parts.as_slice() else { return None };
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
@@ -53,7 +55,34 @@ pub fn parse_traceparent(v: &str) -> Option<(String, String)> {
     if trace.bytes().all(|b| b == b'0') || parent.bytes().all(|b| b == b'0') {
         return None;
     }
-    Some(((*trace).to_owned(), (*flags).to_owned()))
+    Some(TraceParent {
+        trace_id: (*trace).to_owned(),
+        parent_id: (*parent).to_owned(),
+        flags: u8::from_str_radix(flags, 16).ok()?,
+    })
+}
+
+/// The request's W3C ids. With trace export on they are OpenTelemetry's (the
+/// HTTP span's); otherwise the incoming trace id is kept (or a new one made)
+/// and the span id is new.
+fn trace_ids(span: &tracing::Span, incoming: Option<&TraceParent>) -> TraceIds {
+    if otel::enabled()
+        && let Some(ids) = otel::start_request_span(span, incoming)
+    {
+        return ids;
+    }
+    match incoming {
+        Some(tp) => TraceIds {
+            trace_id: tp.trace_id.clone(),
+            span_id: crate::random::hex_id::<8>(),
+            flags: format!("{:02x}", tp.flags),
+        },
+        None => TraceIds {
+            trace_id: crate::random::hex_id::<16>(),
+            span_id: crate::random::hex_id::<8>(),
+            flags: "01".into(),
+        },
+    }
 }
 
 #[derive(Clone)]
@@ -75,16 +104,34 @@ impl Observer {
         let started = Instant::now();
         let rid = request_id(&req);
         let incoming = req.headers().get(&TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(parse_traceparent);
-        let (trace_id, flags) = incoming.unwrap_or_else(|| (crate::random::hex_id::<16>(), "01".to_owned()));
-        let span_id = crate::random::hex_id::<8>();
-        let span = tracing::info_span!("request", request_id = %rid, trace_id = %trace_id, span_id = %span_id);
+        let method = req.method().as_str().to_owned();
+        let path = req.path().to_owned();
+        let span = if otel::enabled() {
+            tracing::info_span!(
+                "request",
+                request_id = %rid,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                otel.name = %format_args!("{method} {path}"),
+                otel.kind = "server",
+                authplane.layer = "http",
+                http.request.method = %method,
+                url.path = %path,
+                http.route = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            // The log fields only: no attribute formatting on the hot path.
+            tracing::info_span!("request", request_id = %rid, trace_id = tracing::field::Empty, span_id = tracing::field::Empty)
+        };
+        let TraceIds { trace_id, span_id, flags } = trace_ids(&span, incoming.as_ref());
+        span.record("trace_id", trace_id.as_str());
+        span.record("span_id", span_id.as_str());
         req.extensions_mut().insert(RequestContext {
             request_id: rid.clone(),
             trace_id: trace_id.clone(),
             span_id: span_id.clone(),
         });
-        let method = req.method().as_str().to_owned();
-        let path = req.path().to_owned();
         // Enter the span for the synchronous part of the call too, so that
         // middleware which answers at once (admin auth) logs with the ids.
         let fut = {
@@ -99,9 +146,22 @@ impl Observer {
                 Ok(mut res) => {
                     let status = res.status().as_u16();
                     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                    if otel::enabled() {
+                        let span = tracing::Span::current();
+                        span.record("otel.name", format!("{method} {route}"));
+                        span.record("http.route", route.as_str());
+                        span.record("http.response.status_code", status);
+                        if status >= 500 {
+                            otel::set_error(&span, format!("HTTP {status}"));
+                        }
+                    }
                     let labels = HttpLabels { listener: this.listener, method: method.clone(), route, status };
                     this.metrics.http_requests.get_or_create(&labels).inc();
-                    this.metrics.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+                    this.metrics.http_duration.get_or_create(&labels).observe(
+                        elapsed.as_secs_f64(),
+                        Some(TraceExemplar { trace_id: trace_id.clone() }),
+                        None,
+                    );
                     let h = res.headers_mut();
                     if let Ok(v) = HeaderValue::from_str(&rid) {
                         h.insert(X_REQUEST_ID.clone(), v);
@@ -132,7 +192,14 @@ mod tests {
     #[test]
     fn traceparent_rules() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(parse_traceparent(ok), Some(("4bf92f3577b34da6a3ce929d0e0e4736".into(), "01".into())));
+        assert_eq!(
+            parse_traceparent(ok),
+            Some(TraceParent {
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                parent_id: "00f067aa0ba902b7".into(),
+                flags: 1
+            })
+        );
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",

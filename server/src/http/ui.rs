@@ -10,6 +10,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use sea_orm::TransactionTrait;
+use tracing::Instrument;
 
 use super::oauth::{MAX_FORM, denied, ids};
 use crate::app::AppState;
@@ -148,6 +149,7 @@ fn parse_params(raw: &[u8]) -> Result<Params, Error> {
 }
 
 /// `GET|POST /oauth/authorize`.
+#[tracing::instrument(name = "ui.authorize", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     let raw: Vec<u8> = if req.method() == actix_web::http::Method::POST {
@@ -310,6 +312,7 @@ fn csrf_ok(row: &AuthRequestRow, form: &Form) -> bool {
     random::secure_eq(form.get("csrf").unwrap_or("").as_bytes(), row.csrf.as_bytes())
 }
 
+#[tracing::instrument(name = "ui.login", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     let form = match Form::parse(&body) {
@@ -337,7 +340,15 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     // Verify against a dummy hash for unknown users so timing does not tell
     // which usernames exist. argon2 runs off the async workers.
     let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
-    let pw_ok = web::block(move || password::verify(&password, &hash)).await.unwrap_or(false);
+    let pw_ok = web::block(move || password::verify(&password, &hash))
+        .instrument(tracing::debug_span!(
+            "crypto.verify",
+            authplane.layer = "crypto",
+            purpose = "password",
+            algorithm = "argon2id"
+        ))
+        .await
+        .unwrap_or(false);
     let Some(user) = user.filter(|_| pw_ok && !username.is_empty()) else {
         let e = Error::new(Kind::LoginFailed, "wrong username or password");
         denied(&state, &e, "login failed", Some(&v.client_id), None);
@@ -468,6 +479,7 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
     page(StatusCode::OK, html)
 }
 
+#[tracing::instrument(name = "ui.consent", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     let form = match Form::parse(&body) {

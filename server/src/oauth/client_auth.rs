@@ -65,6 +65,8 @@ pub fn presented(
 pub fn verify(client: &ClientConfig, p: &Presented) -> Result<(), Error> {
     match (client.token_endpoint_auth_method.is_confidential(), &p.secret, &client.client_secret_sha256) {
         (true, Some(secret), Some(digest)) => {
+            let _span =
+                tracing::debug_span!("crypto.verify", authplane.layer = "crypto", purpose = "client_secret").entered();
             let presented = crate::random::sha256_hex(secret.expose().as_bytes());
             use subtle::ConstantTimeEq;
             if presented.as_bytes().ct_eq(digest.to_ascii_lowercase().as_bytes()).into() {

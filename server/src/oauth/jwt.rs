@@ -22,6 +22,7 @@ pub struct AccessClaims {
 }
 
 pub fn mint(keys: &KeyManager, claims: &AccessClaims, now: i64) -> Result<String, Error> {
+    let _span = tracing::debug_span!("crypto.sign", authplane.layer = "crypto", alg = "ES256").entered();
     let key = keys.signer(now).ok_or_else(|| Error::new(Kind::ServerError, "no signing key"))?;
     let payload = serde_json::to_vec(claims).map_err(|_| Error::new(Kind::ServerError, "cannot encode claims"))?;
     key.sign_compact("at+jwt", &payload).map_err(|_| Error::new(Kind::ServerError, "signing failed"))
@@ -37,6 +38,7 @@ struct Header {
 /// Verifies a token this server signed with any published key; returns its
 /// claims without checking expiry (callers decide what expiry means).
 pub fn verify_own(keys: &KeyManager, token: &str, now: i64) -> Option<AccessClaims> {
+    let _span = tracing::debug_span!("crypto.verify", authplane.layer = "crypto", alg = "ES256").entered();
     let mut parts = token.splitn(3, '.');
     let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
     let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;

@@ -22,6 +22,9 @@ pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
     if !valid_verifier(verifier) {
         return false;
     }
+    let _span =
+        tracing::debug_span!("crypto.hash", authplane.layer = "crypto", algorithm = "SHA-256", purpose = "pkce")
+            .entered();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     let computed = URL_SAFE_NO_PAD.encode(digest);
     use subtle::ConstantTimeEq;

@@ -13,6 +13,7 @@ use crate::store::oauth as rows;
 
 /// Revokes a refresh token (its whole family) or an access token (by `jti`)
 /// of `client_id`. Unknown tokens succeed silently (RFC 7009 §2.2).
+#[tracing::instrument(name = "oauth.revoke", level = "debug", skip_all, fields(authplane.layer = "service", client_id = %client_id))]
 pub async fn revoke(
     state: &AppState,
     client_id: &str,
@@ -103,6 +104,7 @@ pub struct Introspection {
 }
 
 /// RFC 7662 §2.2: `{"active": false}` for anything not currently valid.
+#[tracing::instrument(name = "oauth.introspect", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn introspect(state: &AppState, token: &str, now: i64) -> Result<Introspection, Error> {
     const SKEW: i64 = 30;
     if let Some(c) = jwt::verify_own(&state.keys, token, now) {

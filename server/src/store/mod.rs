@@ -85,6 +85,35 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
     Ok((db, info))
 }
 
+/// Times every SQL statement into the query metrics and, while traces are
+/// exported, into a storage span (see [`crate::telemetry::otel`]).
+pub fn instrument(db: &mut Db, info: &DbInfo, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+    crate::telemetry::otel::set_db_system(match info.kind {
+        DatabaseKind::Sqlite => "sqlite",
+        DatabaseKind::Postgres => "postgresql",
+    });
+    db.set_metric_callback(move |q| {
+        let sql = q.statement.sql.as_str();
+        metrics.query(sql, q.elapsed, q.failed);
+        crate::telemetry::otel::record_query(sql, q.elapsed, q.failed);
+    });
+}
+
+/// (open, idle, max) connections of the pool, for `/metrics`.
+pub fn pool_stats(db: &Db) -> Option<(u32, usize, u32)> {
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            let p = db.get_sqlite_connection_pool();
+            Some((p.size(), p.num_idle(), p.options().get_max_connections()))
+        }
+        sea_orm::DbBackend::Postgres => {
+            let p = db.get_postgres_connection_pool();
+            Some((p.size(), p.num_idle(), p.options().get_max_connections()))
+        }
+        _ => None,
+    }
+}
+
 /// Applies pending migrations.
 pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
     let pending = Migrator::get_pending_migrations(db).await?.len();

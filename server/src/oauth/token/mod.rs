@@ -56,6 +56,7 @@ fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
 }
 
 /// Authenticates the client and runs the grant.
+#[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
 pub async fn exchange(
     state: &AppState,
     form: Form,
@@ -64,10 +65,13 @@ pub async fn exchange(
     now: i64,
     outcome: &mut Outcome,
 ) -> Result<TokenResponse, Error> {
+    let span = tracing::Span::current();
     let grant = grant_type(form.get("grant_type"))?;
     outcome.grant_type = Some(grant);
+    span.record("grant_type", grant.as_str());
     let presented: Presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
     outcome.client_id = Some(presented.client_id.clone());
+    span.record("client_id", presented.client_id.as_str());
     let client = clients::find(state, &presented.client_id, now)
         .await?
         .ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
@@ -75,7 +79,7 @@ pub async fn exchange(
     if !client.spec.grant_types.contains(&grant) {
         return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
     }
-    match grant {
+    let result = match grant {
         GrantType::AuthorizationCode => {
             authorization_code::exchange(state, &client.spec, &form, ids, now, outcome).await
         }
@@ -83,7 +87,11 @@ pub async fn exchange(
         GrantType::ClientCredentials => {
             client_credentials::exchange(state, &client.spec, &form, ids, now, outcome).await
         }
+    };
+    if let Some(r) = &outcome.resource {
+        span.record("resource", r.as_str());
     }
+    result
 }
 
 /// Signs an access token and, for user grants, records its `jti` in the

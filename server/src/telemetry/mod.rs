@@ -1,33 +1,90 @@
 //! Logs: one line per event, logfmt by default (so `grep trace_id=…` works),
 //! JSON selectable. Every line of a request carries the fields of the request
 //! span (`request_id`, `trace_id`, `span_id`) after the event's own fields.
+//! Traces: [`otel`], when an OTLP endpoint is configured.
+
+pub mod otel;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use authplane_core::config::LogFormat;
+use authplane_core::config::{LogFormat, OtelConfig};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// Keeps the background log writer alive; dropping it flushes pending lines.
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+/// Keeps the background log writer and the trace exporter alive; dropping
+/// it flushes pending spans, then pending lines.
+pub struct LogGuard {
+    _otel: Option<otel::Exporter>,
+    _writer: WorkerGuard,
+}
 
 /// Installs the global subscriber. Noisy dependencies are held at `warn`
-/// unless the level string names them.
-pub fn init(level: &str, format: LogFormat) -> LogGuard {
+/// unless the level string names them. With `otel.endpoint` set, spans of
+/// our crates down to `debug` (the service and crypto spans) and events down
+/// to `info` also go to the OTLP exporter, whatever the log level.
+pub fn init(level: &str, format: LogFormat, otel_cfg: &OtelConfig) -> Result<LogGuard, String> {
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stdout());
     let directives =
         format!("warn,authplane_server={level},authserver={level},{level_tail}", level_tail = tail_directives(level));
     let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry().with(filter).with(LogLayer { format, writer }).try_init();
-    LogGuard(guard)
+    let log_layer = LogLayer { format, writer }.with_filter(filter);
+    let (exporter, otel_layer) = if otel_cfg.enabled() {
+        let (exporter, tracer) = otel::build(otel_cfg)?;
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|m| {
+                let ours = m.target().starts_with("authplane_server") || m.target().starts_with("authserver");
+                ours && if m.is_span() { *m.level() <= Level::DEBUG } else { *m.level() <= Level::INFO }
+            }));
+        (Some(exporter), Some(layer))
+    } else {
+        (None, None)
+    };
+    let _ = tracing_subscriber::registry().with(log_layer).with(otel_layer).try_init();
+    Ok(LogGuard { _otel: exporter, _writer: guard })
+}
+
+/// A parsed W3C `traceparent` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub flags: u8,
+}
+
+/// The statement's verb in lower case (`select`, `insert`, …, `other`), for
+/// the storage spans and the query metrics' `operation` label.
+pub fn sql_operation(sql: &str) -> &'static str {
+    let word = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    const OPS: &[&str] = &["select", "insert", "update", "delete", "begin", "commit", "rollback", "with", "pragma"];
+    OPS.iter().find(|op| word.eq_ignore_ascii_case(op)).copied().unwrap_or("other")
+}
+
+/// The table after `FROM`, `INTO` or `UPDATE`, unquoted; empty when none.
+pub fn sql_table(sql: &str) -> &str {
+    let upper_at = |kw: &str| {
+        sql.as_bytes().windows(kw.len()).position(|w| w.eq_ignore_ascii_case(kw.as_bytes())).map(|i| i + kw.len())
+    };
+    let Some(start) = upper_at("UPDATE ").or_else(|| upper_at(" INTO ")).or_else(|| upper_at(" FROM ")) else {
+        return "";
+    };
+    let rest = sql[start..].trim_start();
+    let name = rest.split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ';').next().unwrap_or("");
+    let name = name.rsplit('.').next().unwrap_or(name);
+    name.trim_matches(|c| c == '"' || c == '`')
 }
 
 /// `info,sqlx=debug` → the explicit per-target part (`sqlx=debug`); a plain
@@ -106,6 +163,9 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut f = Fields::default();
         attrs.record(&mut f);
+        // Dotted names (`otel.name`, `http.route`, `authplane.layer`) are span
+        // attributes for the trace backend, not log fields.
+        f.fields.retain(|(k, _)| !k.contains('.'));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(f));
         }
@@ -116,6 +176,7 @@ where
             let mut ext = span.extensions_mut();
             if let Some(SpanFields(f)) = ext.get_mut::<SpanFields>() {
                 values.record(f);
+                f.fields.retain(|(k, _)| !k.contains('.'));
             }
         }
     }
@@ -242,6 +303,27 @@ fn json_line(time: &str, level: &str, msg: &str, fields: &[(&'static str, Val)])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_verb_and_table_for_spans_and_metrics() {
+        let cases = [
+            (
+                r#"SELECT "clients"."client_id", "clients"."spec" FROM "clients" WHERE "clients"."client_id" = $1 LIMIT $2"#,
+                "select",
+                "clients",
+            ),
+            (r#"INSERT INTO "audit_events" ("at", "type") VALUES (?, ?)"#, "insert", "audit_events"),
+            (r#"UPDATE "refresh_tokens" SET "rotated_at" = ? WHERE "token_sha256" = ?"#, "update", "refresh_tokens"),
+            (r#"DELETE FROM "auth_requests" WHERE "id" = ?"#, "delete", "auth_requests"),
+            ("BEGIN", "begin", ""),
+            ("  select 1", "select", ""),
+            ("VACUUM", "other", ""),
+        ];
+        for (sql, op, table) in cases {
+            assert_eq!(sql_operation(sql), op, "{sql}");
+            assert_eq!(sql_table(sql), table, "{sql}");
+        }
+    }
 
     #[test]
     fn logfmt_quotes_only_when_needed() {
