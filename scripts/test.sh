@@ -36,6 +36,9 @@ fi
 step "OAuth flows driven by independent clients and Chromium (e2e/oauth)"
 e2e/oauth/run.sh
 
+step "/metrics through the Prometheus parsers (e2e/metrics)"
+e2e/metrics/run.sh
+
 step "Kubernetes control plane (e2e/cluster.sh)"
 e2e/cluster-smoke.sh
 
