@@ -18,7 +18,12 @@
 #      and what the chart does not grant is forbidden;
 #   6. CRD upgrades: Helm leaves crds/ alone; crds.manage=true takes them over
 #      (--take-ownership) and updates them; a fresh install with --skip-crds;
-#      CRDs kept on uninstall.
+#      CRDs kept on uninstall;
+#   7. the Grafana dashboard (grafanaDashboard.*): off by default; on, one
+#      ConfigMap with the sidecar label holding dashboards/authplane.json, a
+#      valid dashboard whose queries use only the metrics and labels of
+#      docs/reference/metrics.md (e2e/helm/check-dashboard.py); created and
+#      deleted by helm upgrade.
 #
 #   e2e/helm-test.sh            # prints "N passed, M failed"; exit 1 on failure
 #   KEEP=1 e2e/helm-test.sh     # leave the cluster running
@@ -169,6 +174,21 @@ fails_with "template: operator ServiceMonitor without the metrics Service" "metr
 fails_with "template: serviceAccount.create=false without a name" "serviceAccount.name is required when serviceAccount.create is false" \
   t --set serviceAccount.create=false
 
+echo "# Grafana dashboard (no cluster)"
+check "no dashboard ConfigMap by default" bash -c '! helm template t "$1" | grep -qx "kind: ConfigMap"' _ "$chart"
+check "grafanaDashboard.enabled=true: one ConfigMap labelled grafana_dashboard=1 in the release namespace; its JSON parses, is the chart's dashboard, a valid Grafana dashboard, and queries only documented metrics and labels" \
+  bash -c 'helm template t "$1" -n rel-ns --set grafanaDashboard.enabled=true | python3 e2e/helm/check-dashboard.py --namespace rel-ns' _ "$chart"
+check "all-options.yaml: the dashboard's namespace, sidecar label and value, extra labels, annotations" \
+  bash -c 'helm template t "$1" -f e2e/helm/values/all-options.yaml | python3 e2e/helm/check-dashboard.py \
+    --label example.com/grafana-dashboard=true --namespace monitoring --meta-label team=platform --annotation grafana_folder=AuthPlane' _ "$chart"
+fails_with "check-dashboard.py is not blind: a query naming an undocumented metric fails it" \
+  "authplane_db_upp is not in docs/reference/metrics.md" \
+  bash -c 'helm template t "$1" --set grafanaDashboard.enabled=true | sed "s/authplane_db_up{/authplane_db_upp{/" | python3 e2e/helm/check-dashboard.py' _ "$chart"
+fails_with "schema: grafanaDashboard.sidecarLabelValue=1 (a number, not a string)" "at '/grafanaDashboard/sidecarLabelValue': got number, want string" \
+  t --set grafanaDashboard.enabled=true --set grafanaDashboard.sidecarLabelValue=1
+fails_with "schema: misspelt grafanaDashboard.enable" "at '/grafanaDashboard': additional properties 'enable' not allowed" \
+  t --set grafanaDashboard.enable=true
+
 # ---------------------------------------------------------------- cluster
 echo "# control plane ($AUTHPLANE_CLUSTER_DIR)"
 if [[ -z "${AUTHPLANE_OPERATOR_BIN:-}" ]]; then
@@ -189,7 +209,8 @@ eval "$(tail -n 1 <<<"$up_out")"
 eval "$("$here/cluster.sh" env)"
 check "ServiceMonitor CRD installed" k apply --server-side -f "$AUTHPLANE_SERVICEMONITOR_CRD"
 check "ServiceMonitor CRD established" k wait --for=condition=Established crd/servicemonitors.monitoring.coreos.com --timeout=60s
-for n in "$ns" "$samples_ns" "$scoped_ns" "$team_ns" helm-dryrun; do k create namespace "$n" >/dev/null; done
+# monitoring: grafanaDashboard.namespace in all-options.yaml.
+for n in "$ns" "$samples_ns" "$scoped_ns" "$team_ns" helm-dryrun monitoring; do k create namespace "$n" >/dev/null; done
 
 # -- a values error at `helm install` stops everything before it is applied
 fails_with "helm install with replicaCount=0 fails on the schema" "at '/replicaCount': minimum: got 0, want 1" \
@@ -262,6 +283,9 @@ check "AuthServer, ProtectedResource and two OAuthClients created from values" \
   k -n "$ns" get authserver/authplane protectedresource/mcp-tools oauthclient/cli oauthclient/backend
 check "authServerRef defaulted to authServer.name" \
   bash -c '[[ "$(kubectl -n "$1" get oac backend -o jsonpath="{.spec.authServerRef.name}")" == authplane ]]' _ "$ns"
+check "Grafana dashboard ConfigMap created, labelled grafana_dashboard=1, holding the dashboard JSON" bash -c '
+  kubectl -n "$1" get configmap authplane-grafana-dashboard -o json |
+    jq -e ".metadata.labels.grafana_dashboard == \"1\" and (.data[\"authplane.json\"] | fromjson | .uid == \"authplane\" and .title == \"AuthPlane\")"' _ "$ns"
 check "helm status: revision 2" bash -c 'helm status "$1" -n "$2" -o json | jq -e ".version == 2"' _ "$rel" "$ns"
 
 # -- RBAC proof, cluster-wide: the operator with the chart's ServiceAccount
@@ -354,11 +378,12 @@ stop_operator
 
 # -- second upgrade: values removed and changed
 echo "# helm upgrade (back to fewer objects)"
-check "helm upgrade: one client removed, ServiceMonitor off, 1 replica" \
+check "helm upgrade: one client removed, ServiceMonitor and dashboard off, 1 replica" \
   helm upgrade "$rel" "$chart" -n "$ns" -f e2e/helm/values/upgrade.yaml \
-  --set replicaCount=1 --set metrics.serviceMonitor.enabled=false --set-json 'oauthClients=[{"name":"cli","spec":{"type":"public","redirectUris":["http://127.0.0.1/callback"],"allowedResources":["https://mcp.example.com/mcp"]}}]'
+  --set replicaCount=1 --set metrics.serviceMonitor.enabled=false --set grafanaDashboard.enabled=false --set-json 'oauthClients=[{"name":"cli","spec":{"type":"public","redirectUris":["http://127.0.0.1/callback"],"allowedResources":["https://mcp.example.com/mcp"]}}]'
 check "OAuthClient backend deleted, cli kept" bash -c '! kubectl -n "$1" get oac backend >/dev/null 2>&1 && kubectl -n "$1" get oac cli >/dev/null' _ "$ns"
 check "operator ServiceMonitor deleted" eventually 10 gone -n "$ns" servicemonitor/authplane-operator
+check "Grafana dashboard ConfigMap deleted" eventually 10 gone -n "$ns" configmap/authplane-grafana-dashboard
 check "Deployment back to 1 replica" bash -c '[[ "$(kubectl -n "$1" get deploy authplane-operator -o jsonpath="{.spec.replicas}")" == 1 ]]' _ "$ns"
 
 # -- RBAC proof, one namespace (watchNamespace)
