@@ -205,10 +205,12 @@ build_one() {
 }
 
 # One directory of symlinks for the current cluster-tool pins, for PATH.
+bin_dir_key() { local t; for t in "${CLUSTER_TOOLS[@]}"; do printf '%s' "${t}-$(tool_version "$t")_"; done; }
+bin_dir_path() { echo "$TOOLS_DIR/bin/$(sha256sum <<<"$(bin_dir_key)" | cut -c1-12)"; }
 bin_dir() {
-  local key="" t d tmp
-  for t in "${CLUSTER_TOOLS[@]}"; do key+="${t}-$(tool_version "$t")_"; done
-  d="$TOOLS_DIR/bin/$(sha256sum <<<"$key" | cut -c1-12)"
+  local key t d tmp
+  key="$(bin_dir_key)"
+  d="$(bin_dir_path)"
   if [[ ! -d "$d" ]]; then
     mkdir -p "$TOOLS_DIR/bin"
     tmp="$(mktemp -d "$TOOLS_DIR/bin/.tmp.XXXXXX")"
@@ -256,12 +258,20 @@ fi
 if [[ "$mode" == build ]]; then out_fd=1; else out_fd=2; fi
 
 mkdir -p "$TOOLS_DIR"
-# Serialise concurrent runs (e.g. two test suites calling cluster.sh up).
-exec 9>"$TOOLS_DIR/.build.lock"
-flock 9
-# Holding the lock, no other build is running: temp dirs left by a killed
-# (SIGKILL, power loss) build are garbage.
-rm -rf "$TOOLS_DIR"/.*.tmp.* "$TOOLS_DIR"/bin/.tmp.*
+all_cached=1
+for t in "${tools[@]}"; do [[ -f "$(tool_path "$t")" ]] || all_cached=""; done
+[[ "$mode" != bin-dir || -d "$(bin_dir_path)" ]] || all_cached=""
+# Nothing to build: skip the lock. A published tool is complete (it got there
+# by rename), so this never sees half a build, and it doesn't wait minutes for
+# another run that is building some other tool.
+if [[ -z "$all_cached" ]]; then
+  # Serialise concurrent builds (e.g. two test suites calling cluster.sh up).
+  exec 9>"$TOOLS_DIR/.build.lock"
+  flock 9
+  # Holding the lock, no other build is running: temp dirs left by a killed
+  # (SIGKILL, power loss) build are garbage.
+  rm -rf "$TOOLS_DIR"/.*.tmp.* "$TOOLS_DIR"/bin/.tmp.*
+fi
 
 for t in "${tools[@]}"; do build_one "$t"; done
 
