@@ -267,7 +267,7 @@ impl Collector for StaticCollector {
         let g = ConstGauge::new(1i64);
         let labels = BuildLabels { version: crate::build_info::VERSION, commit: crate::build_info::GIT_COMMIT };
         let mut family =
-            encoder.encode_descriptor("authplane_build_info", "Build information", None, g.metric_type())?;
+            encoder.encode_descriptor("authplane_build_info", "Build information.", None, g.metric_type())?;
         g.encode(family.encode_family(&labels)?)?;
         Ok(())
     }
@@ -282,10 +282,10 @@ impl Collector for OtelCollector {
         use crate::telemetry::otel::{EXPORT_FAILURES, SPANS_EXPORTED};
         use std::sync::atomic::Ordering;
         for (name, help, v) in [
-            ("authplane_otel_spans_exported", "Spans accepted by the OTLP endpoint", &SPANS_EXPORTED),
+            ("authplane_otel_spans_exported", "Spans accepted by the OTLP endpoint.", &SPANS_EXPORTED),
             (
                 "authplane_otel_export_failures",
-                "OTLP export calls that failed (their spans are dropped)",
+                "OTLP export calls that failed (their spans are dropped).",
                 &EXPORT_FAILURES,
             ),
         ] {
@@ -324,14 +324,14 @@ impl Collector for ProcessCollector {
         let c = ConstCounter::new(cpu);
         c.encode(encoder.encode_descriptor(
             "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds",
+            "Total user and system CPU time spent in seconds.",
             None,
             c.metric_type(),
         )?)?;
         for (name, help, v) in [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", rss),
-            ("process_virtual_memory_bytes", "Virtual memory size in bytes", vsize),
-            ("process_open_fds", "Number of open file descriptors", fds),
+            ("process_resident_memory_bytes", "Resident memory size in bytes.", rss),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes.", vsize),
+            ("process_open_fds", "Number of open file descriptors.", fds),
         ] {
             let g = ConstGauge::new(v);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
@@ -339,7 +339,7 @@ impl Collector for ProcessCollector {
         let g = ConstGauge::new(btime + start_ticks / CLOCK_TICKS);
         g.encode(encoder.encode_descriptor(
             "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds",
+            "Start time of the process since unix epoch in seconds.",
             None,
             g.metric_type(),
         )?)?;

@@ -150,7 +150,7 @@ impl Observer {
                         let span = tracing::Span::current();
                         span.record("otel.name", format!("{method} {route}"));
                         span.record("http.route", route.as_str());
-                        span.record("http.response.status_code", status);
+                        span.record("http.response.status_code", i64::from(status));
                         if status >= 500 {
                             otel::set_error(&span, format!("HTTP {status}"));
                         }

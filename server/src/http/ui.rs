@@ -272,6 +272,7 @@ pub struct RequestQuery {
     request: String,
 }
 
+#[tracing::instrument(name = "ui.login", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn login_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     match flow(&state, &req, &q.request, now).await {
@@ -422,6 +423,7 @@ async fn missing_consent(state: &AppState, user_id: &str, v: &Validated) -> Resu
     Ok(out)
 }
 
+#[tracing::instrument(name = "ui.consent", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     let (row, v) = match flow(&state, &req, &q.request, now).await {

@@ -30,6 +30,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::LookupSpan as _;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -194,10 +195,49 @@ pub fn start_request_span(span: &tracing::Span, incoming: Option<&super::TracePa
     if !sc.is_valid() {
         return None;
     }
+    if !sc.is_sampled() {
+        mark_unsampled(span);
+    }
     Some(TraceIds {
         trace_id: sc.trace_id().to_string(),
         span_id: sc.span_id().to_string(),
         flags: if sc.is_sampled() { "01".into() } else { "00".into() },
+    })
+}
+
+/// On the root span of a request the sampler did not record.
+struct Unsampled;
+
+/// Remembers on `span` (the request's HTTP span) that its trace is not
+/// recorded, so the trace filter skips its child spans and events.
+pub fn mark_unsampled(span: &tracing::Span) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(data) = registry.span(id)
+        {
+            data.extensions_mut().insert(Unsampled);
+        }
+    });
+}
+
+/// Whether `span` belongs to a request whose trace is not recorded.
+pub fn is_unsampled<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>) -> bool
+where
+    S: for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    span.scope().last().is_some_and(|root| root.extensions().get::<Unsampled>().is_some())
+}
+
+/// The OpenTelemetry context of the innermost current span that has one.
+/// The current span itself may be a library's (sea-orm's `execute` when
+/// `log.level` enables it), which only the log layer sees.
+fn nearest_traced_context() -> Option<Context> {
+    tracing::dispatcher::get_default(|d| {
+        let id = d.current_span().id()?.clone();
+        let registry = d.downcast_ref::<tracing_subscriber::Registry>()?;
+        let ids: Vec<tracing::span::Id> = registry.span(&id)?.scope().map(|s| s.id()).collect();
+        // No registry borrow may be held while the OpenTelemetry layer looks up its data.
+        ids.iter().find_map(|id| tracing_opentelemetry::get_otel_context(id, d))
     })
 }
 
@@ -214,7 +254,7 @@ pub fn record_query(sql: &str, elapsed: Duration, failed: bool) {
         return;
     }
     let Some(tracer) = TRACER.get() else { return };
-    let parent = tracing::Span::current().context();
+    let Some(parent) = nearest_traced_context() else { return };
     if !parent.span().span_context().is_sampled() {
         return;
     }
