@@ -36,9 +36,13 @@ release:
 
 # Load test (not a timed test): client_credentials and refresh_token on the
 # release build with SQLite, and node oidc-provider side by side (e2e/bench/run.sh).
-.PHONY: bench
+.PHONY: bench bench-otel
 bench:
 	e2e/bench/run.sh
+
+# Token endpoint with OpenTelemetry export off, at 10 % and at 100 % sampling.
+bench-otel:
+	e2e/bench/otel.sh
 
 # Kubernetes operator: regenerate crds/yaml/ from authplane-crds (a test fails
 # on drift), and benchmark 1,000 OAuthClients on the test control plane.

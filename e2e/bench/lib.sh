@@ -1,0 +1,56 @@
+# Shared by e2e/bench/run.sh and e2e/bench/otel.sh (sourced). Expects $here
+# (e2e/bench), $threads, $conns and $duration to be set.
+export BENCH_LUA_DIR="$here" BENCH_THREADS="$threads"
+
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU time (user + system) of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clk_tck="$(getconf CLK_TCK)"
+basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+
+# jwt_header TOKEN -> the decoded JOSE header
+jwt_header() { python3 -c 'import sys,base64; h=sys.argv[1].split(".")[0]; print(base64.urlsafe_b64decode(h+"="*(-len(h)%4)).decode())' "$1"; }
+
+# check_token URL AUTH BODY: one request by hand, like the load will send.
+check_token() {
+  local out tok
+  out="$(curl -fsS -H "Authorization: $2" -H 'Content-Type: application/x-www-form-urlencoded' --data "$3" "$1")"
+  tok="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$out")"
+  echo "  token header: $(jwt_header "$tok")"
+}
+
+# run_wrk NAME URL SCRIPT PID -> sets R_* and prints a line
+declare -A RESULT
+run_wrk() {
+  local name="$1" url="$2" script="$3" pid="$4" out line ok
+  echo "  load average before: $(loadavg)"
+  local t0 t1
+  t0="$(cpu_ticks "$pid")"
+  out="$(wrk -t"$threads" -c"$conns" -d"$duration" -s "$here/$script" "$url")"
+  t1="$(cpu_ticks "$pid")"
+  line="$(grep '^BENCH ' <<<"$out")"
+  local req dur p50 p99 st
+  req="$(kv requests "$line")"
+  dur="$(kv duration_us "$line")"
+  p50="$(kv p50_us "$line")"
+  p99="$(kv p99_us "$line")"
+  st="$(( $(kv err_status "$line") + $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line") ))"
+  ok=$((req - $(kv err_status "$line")))
+  RESULT[$name.ok]="$ok"
+  RESULT[$name.errors]="$st"
+  RESULT[$name.tps]="$(awk -v n="$ok" -v d="$dur" 'BEGIN { printf "%.0f", n / (d / 1e6) }')"
+  RESULT[$name.p50]="$(awk -v u="$p50" 'BEGIN { printf "%.2f", u / 1000 }')"
+  RESULT[$name.p99]="$(awk -v u="$p99" 'BEGIN { printf "%.2f", u / 1000 }')"
+  RESULT[$name.rss]="$(rss_mb "$pid" VmRSS)"
+  RESULT[$name.hwm]="$(rss_mb "$pid" VmHWM)"
+  # Server CPU per token: less sensitive than tokens/s to whatever else the machine runs.
+  RESULT[$name.cpu]="$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$ok" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
+  printf '  %s: %s tokens/s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB), server CPU %s us/token\n' \
+    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.cpu]}"
+  if [[ "$st" != 0 ]]; then
+    echo "$out" | sed 's/^/    wrk: /'
+  fi
+}
+
