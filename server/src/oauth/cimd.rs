@@ -107,6 +107,9 @@ impl Cache {
     }
 }
 
+/// A CLIENT span in the request's trace. The client's host is a third party:
+/// no `traceparent` goes out with the request.
+#[tracing::instrument(name = "cimd.fetch", level = "debug", skip_all, fields(authplane.layer = "service", otel.kind = "client", url.full = %client_id))]
 async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64), String> {
     let url = url::Url::parse(client_id).map_err(|_| "not a URL".to_owned())?;
     let loopback_http = allow_loopback && url.scheme() == "http";
