@@ -19,7 +19,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 artifacts="$here/artifacts"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/authplane"
 
 # shellcheck source=../oauth/lib/authserver.sh
 source "$root/e2e/oauth/lib/authserver.sh"
@@ -35,19 +34,9 @@ if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
   AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/authserver"
 fi
 
-py_version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-req_sum="$(cat "$here/requirements.txt" <(echo "$py_version") | sha256sum | cut -c1-16)"
-venv="$cache/venv-$req_sum"
-if [[ ! -f "$venv/.complete" ]]; then
-  echo "e2e-metrics: creating $venv"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$here/requirements.txt"
-  touch "$venv/.complete"
-else
-  echo "e2e-metrics: python venv up to date ($venv)"
-fi
+# shellcheck source=../oauth/lib/pyvenv.sh
+source "$root/e2e/oauth/lib/pyvenv.sh"
+py_venv e2e-metrics "$here/requirements.txt"
 
 # promtool comes with Debian's prometheus package (about 20 MB; its service is
 # not started: nothing here runs Prometheus itself).

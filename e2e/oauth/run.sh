@@ -24,7 +24,6 @@ js="$here/js"
 py="$here/py"
 artifacts="$here/artifacts"
 logs="$artifacts/logs"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/authplane"
 only="${E2E_ONLY:-node,python,browser}"
 want() { [[ ",$only," == *",$1,"* ]]; }
 
@@ -58,19 +57,9 @@ if want node || want browser; then
 fi
 
 if want python; then
-  py_version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-  req_sum="$(cat "$py/requirements.txt" <(echo "$py_version") | sha256sum | cut -c1-16)"
-  venv="$cache/venv-$req_sum"
-  if [[ ! -f "$venv/.complete" ]]; then
-    echo "e2e-oauth: creating $venv"
-    rm -rf "$venv"
-    mkdir -p "$cache"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$py/requirements.txt"
-    touch "$venv/.complete"
-  else
-    echo "e2e-oauth: python venv up to date ($venv)"
-  fi
+  # shellcheck source=lib/pyvenv.sh
+  source "$here/lib/pyvenv.sh"
+  py_venv e2e-oauth "$py/requirements.txt"
 fi
 
 if want browser; then

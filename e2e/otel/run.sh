@@ -27,7 +27,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/authplane"
 wait_s="${E2E_OTEL_WAIT:-30}"
 
 # shellcheck source=e2e/oauth/lib/authserver.sh
@@ -61,17 +60,9 @@ fi
 # The same venv as e2e/oauth/run.sh (same key: its requirements.txt and the
 # Python version): drive.py uses requests and e2e/oauth/py/conftest.py.
 py="$root/e2e/oauth/py"
-py_version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-req_sum="$(cat "$py/requirements.txt" <(echo "$py_version") | sha256sum | cut -c1-16)"
-venv="$cache/venv-$req_sum"
-if [[ ! -f "$venv/.complete" ]]; then
-  echo "e2e-otel: creating $venv"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$py/requirements.txt"
-  touch "$venv/.complete"
-fi
+# shellcheck source=../oauth/lib/pyvenv.sh
+source "$root/e2e/oauth/lib/pyvenv.sh"
+py_venv e2e-otel "$py/requirements.txt"
 
 # --- the collector ---------------------------------------------------------------
 
