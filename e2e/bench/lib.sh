@@ -1,5 +1,21 @@
 # Shared by e2e/bench/run.sh and e2e/bench/otel.sh (sourced). Expects $here
-# (e2e/bench), $threads, $conns and $duration to be set.
+# (e2e/bench), $root, $threads, $conns and $duration to be set.
+
+# wrk from Debian when missing; the release authserver unless AUTHSERVER_BIN
+# names one.
+bench_prepare() {
+  if ! command -v wrk >/dev/null; then
+    echo "bench: installing Debian's wrk"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends wrk >/dev/null
+  fi
+  if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
+    echo "bench: cargo build --release -p authplane-server"
+    (cd "$root" && cargo build --quiet --release --locked -p authplane-server --bin authserver)
+    AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/release/authserver"
+  fi
+}
 export BENCH_LUA_DIR="$here" BENCH_THREADS="$threads"
 
 kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }

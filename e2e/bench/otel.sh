@@ -39,17 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing Debian's wrk"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
-if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
-  echo "bench: cargo build --release -p authplane-server"
-  (cd "$root" && cargo build --quiet --release --locked -p authplane-server --bin authserver)
-  AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/release/authserver"
-fi
+bench_prepare
 
 eval "$("$root/e2e/otel/collector.sh" start "$work/otel")"
 case "$protocol" in

@@ -37,6 +37,8 @@ warmup="${BENCH_WARMUP:-2s}"
 
 # shellcheck source=../oauth/lib/authserver.sh
 source "$root/e2e/oauth/lib/authserver.sh"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/authplane-bench.XXXXXX")"
 oidc_pid=""
 cleanup() {
@@ -51,17 +53,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- tools ----------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing Debian's wrk"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
-if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
-  echo "bench: cargo build --release -p authplane-server"
-  (cd "$root" && cargo build --quiet --release --locked -p authplane-server --bin authserver)
-  AUTHSERVER_BIN="${CARGO_TARGET_DIR:-$root/target}/release/authserver"
-fi
+bench_prepare
 stamp="$oidc/node_modules/.lock-sha256"
 lock_sum="$(sha256sum "$oidc/package-lock.json" | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
@@ -70,9 +62,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
   echo "$lock_sum" >"$stamp"
 fi
 
-# --- helpers --------------------------------------------------------------------
-# shellcheck source=lib.sh
-source "$here/lib.sh"
+# --- helpers: e2e/bench/lib.sh ---------------------------------------------------
 
 # writes_per_grant BEFORE_JSON AFTER_JSON OK -> "N (table +x, ...)"
 writes_per_grant() {
