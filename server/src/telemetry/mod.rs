@@ -1,21 +1,19 @@
 //! Logs: one line per event, logfmt by default (so `grep trace_id=…` works),
 //! JSON selectable. Every line of a request carries the fields of the request
 //! span (`request_id`, `trace_id`, `span_id`) after the event's own fields.
+//! The lines are `authplane-telemetry`'s, as the operator's and the SDK's.
 //! Traces: [`otel`], when an OTLP endpoint is configured.
 
 pub mod otel;
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-
 use authplane_core::config::{LogFormat, OtelConfig};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
-use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use authplane_telemetry::{Format, LogLayer};
+use tracing::Level;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::dynamic_filter_fn;
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -36,7 +34,13 @@ pub fn init(level: &str, format: LogFormat, otel_cfg: &OtelConfig) -> Result<Log
     let directives =
         format!("warn,authplane_server={level},authserver={level},{level_tail}", level_tail = tail_directives(level));
     let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let log_layer = LogLayer { format, writer }.with_filter(filter);
+    let format = match format {
+        LogFormat::Logfmt => Format::Logfmt,
+        LogFormat::Json => Format::Json,
+    };
+    // Dotted span fields (`otel.name`, `http.route`, `authplane.layer`) are
+    // attributes for the trace backend, not log fields.
+    let log_layer = LogLayer::new(format, writer, Rfc3339).drop_dotted_span_fields(true).with_filter(filter);
     let (exporter, otel_layer) = if otel_cfg.enabled() {
         let (exporter, tracer) = otel::build(otel_cfg)?;
         let layer = tracing_opentelemetry::layer()
@@ -115,210 +119,15 @@ fn tail_directives(level: &str) -> String {
     if parts.is_empty() { String::new() } else { parts.join(",") }
 }
 
-#[derive(Debug, Clone)]
-enum Val {
-    Str(String),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Bool(bool),
-}
+/// Log line times: RFC 3339 in UTC, with the clock's fractional digits
+/// (`2026-07-01T00:00:00.123456789Z`).
+struct Rfc3339;
 
-#[derive(Default)]
-struct Fields {
-    message: Option<String>,
-    fields: Vec<(&'static str, Val)>,
-}
-
-impl Fields {
-    fn set(&mut self, name: &'static str, v: Val) {
-        if name == "message" {
-            if let Val::Str(s) = v {
-                self.message = Some(s);
-            }
-            return;
-        }
-        if let Some(slot) = self.fields.iter_mut().find(|(k, _)| *k == name) {
-            slot.1 = v;
-        } else {
-            self.fields.push((name, v));
-        }
+impl FormatTime for Rfc3339 {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339);
+        w.write_str(&now.unwrap_or_default())
     }
-}
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.set(field.name(), Val::Str(format!("{value:?}")));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.set(field.name(), Val::Str(value.to_owned()));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.set(field.name(), Val::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.set(field.name(), Val::U64(value));
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.set(field.name(), Val::F64(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.set(field.name(), Val::Bool(value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.set(field.name(), Val::Str(value.to_string()));
-    }
-}
-
-struct SpanFields(Fields);
-
-struct LogLayer {
-    format: LogFormat,
-    writer: NonBlocking,
-}
-
-impl<S> Layer<S> for LogLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut f = Fields::default();
-        attrs.record(&mut f);
-        // Dotted names (`otel.name`, `http.route`, `authplane.layer`) are span
-        // attributes for the trace backend, not log fields.
-        f.fields.retain(|(k, _)| !k.contains('.'));
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanFields(f));
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id) {
-            let mut ext = span.extensions_mut();
-            if let Some(SpanFields(f)) = ext.get_mut::<SpanFields>() {
-                values.record(f);
-                f.fields.retain(|(k, _)| !k.contains('.'));
-            }
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut ev = Fields::default();
-        event.record(&mut ev);
-        let mut all = ev.fields;
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                if let Some(SpanFields(f)) = ext.get::<SpanFields>() {
-                    for (k, v) in &f.fields {
-                        if !all.iter().any(|(ek, _)| ek == k) {
-                            all.push((k, v.clone()));
-                        }
-                    }
-                }
-            }
-        }
-        let time =
-            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let level = level_str(*event.metadata().level());
-        let msg = ev.message.unwrap_or_default();
-        let line = match self.format {
-            LogFormat::Logfmt => logfmt_line(&time, level, &msg, &all),
-            LogFormat::Json => json_line(&time, level, &msg, &all),
-        };
-        let mut w = self.writer.clone();
-        let _ = w.write_all(line.as_bytes());
-    }
-}
-
-fn level_str(l: Level) -> &'static str {
-    match l {
-        Level::ERROR => "ERROR",
-        Level::WARN => "WARN",
-        Level::INFO => "INFO",
-        Level::DEBUG => "DEBUG",
-        Level::TRACE => "TRACE",
-    }
-}
-
-fn logfmt_line(time: &str, level: &str, msg: &str, fields: &[(&'static str, Val)]) -> String {
-    let mut out = String::with_capacity(160);
-    let _ = write!(out, "time={time} level={level} msg=");
-    push_logfmt_value(&mut out, msg);
-    for (k, v) in fields {
-        out.push(' ');
-        out.push_str(k);
-        out.push('=');
-        match v {
-            Val::Str(s) => push_logfmt_value(&mut out, s),
-            Val::I64(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Val::U64(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Val::F64(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Val::Bool(b) => {
-                let _ = write!(out, "{b}");
-            }
-        }
-    }
-    out.push('\n');
-    out
-}
-
-/// Quotes a value when it is empty or holds a space, `=`, a quote or a control
-/// character; escapes `"`, `\` and newlines so one event stays one line.
-fn push_logfmt_value(out: &mut String, s: &str) {
-    let needs_quotes = s.is_empty() || s.chars().any(|c| c == ' ' || c == '=' || c == '"' || c.is_control());
-    if !needs_quotes {
-        out.push_str(s);
-        return;
-    }
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_line(time: &str, level: &str, msg: &str, fields: &[(&'static str, Val)]) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    let mut out = String::with_capacity(200);
-    let _ = write!(out, "{{\"time\":{},\"level\":{},\"msg\":{}", q(time), q(level), q(msg));
-    for (k, v) in fields {
-        let _ = write!(out, ",{}:", q(k));
-        match v {
-            Val::Str(s) => out.push_str(&q(s)),
-            Val::I64(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Val::U64(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Val::F64(n) if n.is_finite() => {
-                let _ = write!(out, "{n}");
-            }
-            Val::F64(_) => out.push_str("null"),
-            Val::Bool(b) => {
-                let _ = write!(out, "{b}");
-            }
-        }
-    }
-    out.push_str("}\n");
-    out
 }
 
 #[cfg(test)]
@@ -349,33 +158,5 @@ mod tests {
             assert_eq!(sql_operation(sql), op, "{sql}");
             assert_eq!(sql_table(sql), table, "{sql}");
         }
-    }
-
-    #[test]
-    fn logfmt_quotes_only_when_needed() {
-        let line = logfmt_line(
-            "T",
-            "ERROR",
-            "token issuance failed",
-            &[
-                ("error", Val::Str("ErrInvalidPKCE".into())),
-                ("n", Val::U64(3)),
-                ("note", Val::Str("a \"b\"\nc".into())),
-            ],
-        );
-        assert_eq!(
-            line,
-            "time=T level=ERROR msg=\"token issuance failed\" error=ErrInvalidPKCE n=3 note=\"a \\\"b\\\"\\nc\"\n"
-        );
-    }
-
-    #[test]
-    fn json_is_one_valid_object() {
-        let line = json_line("T", "INFO", "hi", &[("ok", Val::Bool(true)), ("s", Val::Str("x\ny".into()))]);
-        assert_eq!(line.matches('\n').count(), 1);
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["msg"], "hi");
-        assert_eq!(v["ok"], true);
-        assert_eq!(v["s"], "x\ny");
     }
 }
