@@ -15,14 +15,17 @@
 
 use std::fmt;
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use authplane_telemetry::{Fields, Value, logfmt};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The event format; `msg` is always quoted so `grep 'msg="verified"'` works.
+/// The event's fields are encoded by `authplane-telemetry` (as the
+/// authserver's lines); the spans' fields follow as the layer's field
+/// formatter wrote them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Logfmt;
 
@@ -42,20 +45,18 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         w.write_str("time=")?;
         SystemTime.format_time(&mut w)?;
-        let level = match *event.metadata().level() {
-            Level::ERROR => "ERROR",
-            Level::WARN => "WARN",
-            Level::INFO => "INFO",
-            Level::DEBUG => "DEBUG",
-            Level::TRACE => "TRACE",
-        };
-        let mut v = Fields { msg: String::new(), rest: String::new() };
-        event.record(&mut v);
-        write!(w, " level={level} msg=")?;
-        let mut msg = String::new();
-        push_quoted(&mut msg, &v.msg);
-        w.write_str(&msg)?;
-        w.write_str(&v.rest)?;
+        let mut f = Fields::default();
+        event.record(&mut f);
+        // Floats as this format has always printed them (`1.0`, `1e20`).
+        for (_, v) in &mut f.fields {
+            if let Value::F64(n) = *v {
+                *v = Value::Str(format!("{n:?}"));
+            }
+        }
+        let mut line = format!(" level={} msg=", event.metadata().level().as_str());
+        logfmt::push_quoted(&mut line, f.message.as_deref().unwrap_or_default());
+        logfmt::push_fields(&mut line, &f.fields);
+        w.write_str(&line)?;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 if let Some(f) = span.extensions().get::<FormattedFields<N>>()
@@ -67,54 +68,6 @@ where
         }
         writeln!(w)
     }
-}
-
-struct Fields {
-    msg: String,
-    rest: String,
-}
-
-impl Fields {
-    fn push(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.msg.push_str(value);
-            return;
-        }
-        self.rest.push(' ');
-        self.rest.push_str(field.name());
-        self.rest.push('=');
-        let needs_quotes =
-            value.is_empty() || value.chars().any(|c| c == ' ' || c == '=' || c == '"' || c.is_control());
-        if needs_quotes {
-            push_quoted(&mut self.rest, value);
-        } else {
-            self.rest.push_str(value);
-        }
-    }
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, value);
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let s = format!("{value:?}");
-        self.push(field, &s);
-    }
-}
-
-fn push_quoted(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
