@@ -15,9 +15,10 @@ use crate::{Fields, Format};
 /// `level`, `msg`, the event's fields, then the fields of its spans from the
 /// root inwards, a name already on the line skipped.
 ///
-/// `make_writer` gets one writer per line and the line goes out in one
-/// `write_all`: a `tracing_appender` `NonBlocking`, `std::io::stdout`, or a
-/// closure returning a clone of any `Write + Clone` (`move || buf.clone()`).
+/// `make_writer` gives one writer per line and the line goes out in one
+/// `write_all`: a `tracing_appender` `NonBlocking`, `std::io::stdout`, a
+/// `Mutex<impl Write>`, or a closure returning a clone of any `Write + Clone`
+/// (`move || buf.clone()`).
 #[derive(Debug)]
 pub struct LogLayer<W, T> {
     format: Format,
@@ -102,21 +103,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     use tracing::field::Empty;
     use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     struct Fixed;
     impl FormatTime for Fixed {
@@ -126,10 +115,9 @@ mod tests {
     }
 
     fn lines(format: Format, drop_dotted: bool) -> String {
-        let buf = Buf::default();
-        let w = buf.clone();
-        let layer = LogLayer::new(format, move || w.clone(), Fixed).drop_dotted_span_fields(drop_dotted);
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let layer = LogLayer::new(format, Mutex::new(Vec::new()), Fixed).drop_dotted_span_fields(drop_dotted);
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
             let outer = tracing::info_span!("request", otel.name = "GET /x", request_id = "r_1", trace_id = Empty);
             let _o = outer.enter();
             outer.record("trace_id", "4bf9");
@@ -137,7 +125,8 @@ mod tests {
             let _i = inner.enter();
             tracing::warn!(kind = "event", status = 400u16, "token issuance failed");
         });
-        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        let layer = dispatch.downcast_ref::<LogLayer<Mutex<Vec<u8>>, Fixed>>().unwrap();
+        String::from_utf8(layer.make_writer.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
