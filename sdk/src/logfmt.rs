@@ -29,12 +29,13 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Logfmt;
 
-/// A formatting layer writing [`Logfmt`] lines to stdout.
+/// A formatting layer writing [`Logfmt`] lines to stdout. No ANSI colour:
+/// the span fields would carry escape codes that break `grep key=value`.
 pub fn layer<S>() -> tracing_subscriber::fmt::Layer<S, DefaultFields, Logfmt>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    tracing_subscriber::fmt::layer().event_format(Logfmt)
+    tracing_subscriber::fmt::layer().with_ansi(false).event_format(Logfmt)
 }
 
 impl<S, N> FormatEvent<S, N> for Logfmt
@@ -111,5 +112,19 @@ mod tests {
                 .ends_with(r#"level=WARN msg="token rejected" error=ErrTokenExpired detail="expired at 1 (now 2)""#),
             "{out}"
         );
+    }
+
+    #[test]
+    fn span_fields_are_plain_text() {
+        let buf = Buf::default();
+        let b2 = buf.clone();
+        let sub = tracing_subscriber::registry().with(layer().with_writer(move || b2.clone()));
+        tracing::subscriber::with_default(sub, || {
+            let _s = tracing::info_span!("mcp", request_id = "r_1").entered();
+            tracing::info!(sub = %"user-42", "verified");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!out.contains('\u{1b}'), "ANSI escape in {out:?}");
+        assert!(out.contains("request_id="), "{out}");
     }
 }
