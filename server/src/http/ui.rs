@@ -313,25 +313,40 @@ fn csrf_ok(row: &AuthRequestRow, form: &Form) -> bool {
     random::secure_eq(form.get("csrf").unwrap_or("").as_bytes(), row.csrf.as_bytes())
 }
 
-#[tracing::instrument(name = "ui.login", level = "debug", skip_all, fields(authplane.layer = "service"))]
-pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let now = clock::now();
-    let form = match Form::parse(&body) {
+/// What the login and consent forms share: a bounded form body, the pending
+/// request of this browser, and the form's CSRF token. Any failure is the
+/// error page; a CSRF failure is also a denial (`what` is its log message).
+async fn posted_flow(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &Bytes,
+    now: i64,
+    what: &'static str,
+) -> Result<(Form, AuthRequestRow, Validated), HttpResponse> {
+    let form = match Form::parse(body) {
         Ok(f) if body.len() <= MAX_FORM => f,
-        _ => return error_page(&state, &req, &Error::new(Kind::InvalidRequest, "malformed form")),
+        _ => return Err(error_page(state, req, &Error::new(Kind::InvalidRequest, "malformed form"))),
     };
-    let (row, v) = match flow(&state, &req, form.get("request").unwrap_or(""), now).await {
-        Ok(x) => x,
-        Err(e) => return error_page(&state, &req, &e),
-    };
+    let (row, v) =
+        flow(state, req, form.get("request").unwrap_or(""), now).await.map_err(|e| error_page(state, req, &e))?;
     if !csrf_ok(&row, &form) {
         let e = Error::new(
             Kind::InvalidRequest,
             "the form expired or was not sent by this page (CSRF check failed); start again",
         );
-        denied(&state, &e, "login refused", Some(&v.client_id), None);
-        return error_page(&state, &req, &e);
+        denied(state, &e, what, Some(&v.client_id), None);
+        return Err(error_page(state, req, &e));
     }
+    Ok((form, row, v))
+}
+
+#[tracing::instrument(name = "ui.login", level = "debug", skip_all, fields(authplane.layer = "service"))]
+pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let now = clock::now();
+    let (form, row, v) = match posted_flow(&state, &req, &body, now, "login refused").await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let user = match reg::find_user(&state.db, &username).await {
@@ -484,22 +499,10 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
 #[tracing::instrument(name = "ui.consent", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
-    let form = match Form::parse(&body) {
-        Ok(f) if body.len() <= MAX_FORM => f,
-        _ => return error_page(&state, &req, &Error::new(Kind::InvalidRequest, "malformed form")),
-    };
-    let (row, v) = match flow(&state, &req, form.get("request").unwrap_or(""), now).await {
+    let (form, row, v) = match posted_flow(&state, &req, &body, now, "consent refused").await {
         Ok(x) => x,
-        Err(e) => return error_page(&state, &req, &e),
+        Err(page) => return page,
     };
-    if !csrf_ok(&row, &form) {
-        let e = Error::new(
-            Kind::InvalidRequest,
-            "the form expired or was not sent by this page (CSRF check failed); start again",
-        );
-        denied(&state, &e, "consent refused", Some(&v.client_id), None);
-        return error_page(&state, &req, &e);
-    }
     let Some(user_id) = current_user(&state, &req, now).await else {
         return see_other(&format!("/ui/login?request={}", row.id));
     };
