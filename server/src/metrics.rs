@@ -95,7 +95,7 @@ pub struct Metrics {
     pub key_age: Gauge,
     pub db_query_duration: HistogramFamily<OperationLabels>,
     pub db_query_errors: Family<OperationLabels, Counter>,
-    /// Connections in the pool: (open, idle, max), set at each scrape.
+    /// Pool connections by `state` (`in_use`, `idle`, `max`), set at each scrape.
     pub db_pool: Family<StatePool, Gauge>,
 }
 

@@ -53,21 +53,20 @@ pub fn init(level: &str, format: LogFormat, otel_cfg: &OtelConfig) -> Result<Log
             // it on every poll of every instrumented future is pure cost.
             .with_context_activation(false)
             .with_filter(
-                dynamic_filter_fn(|m, cx| {
-                    let ours = m.target().starts_with("authplane_server") || m.target().starts_with("authserver");
-                    let level = if m.is_span() { *m.level() <= Level::DEBUG } else { *m.level() <= Level::INFO };
-                    // Inside a request the sampler dropped, make no spans and no
-                    // span events at all: at 10 % sampling that is 9 requests in 10.
-                    ours && level && cx.lookup_current().is_none_or(|s| !otel::is_unsampled(&s))
-                })
-                // Other crates' callsites are never ours: decided once, not per span.
-                .with_callsite_filter(|m| {
-                    if m.target().starts_with("authplane_server") || m.target().starts_with("authserver") {
-                        tracing::subscriber::Interest::sometimes()
-                    } else {
-                        tracing::subscriber::Interest::never()
-                    }
-                }),
+                // Inside a request the sampler dropped, make no spans and no
+                // span events at all: at 10 % sampling that is 9 requests in 10.
+                dynamic_filter_fn(|_, cx| cx.lookup_current().is_none_or(|s| !otel::is_unsampled(&s)))
+                    // Which callsites can be traced at all is decided once per
+                    // callsite: our crates' spans down to debug, events down to info.
+                    .with_callsite_filter(|m| {
+                        let ours = m.target().starts_with("authplane_server") || m.target().starts_with("authserver");
+                        let level = if m.is_span() { *m.level() <= Level::DEBUG } else { *m.level() <= Level::INFO };
+                        if ours && level {
+                            tracing::subscriber::Interest::sometimes()
+                        } else {
+                            tracing::subscriber::Interest::never()
+                        }
+                    }),
             );
         (Some(exporter), Some(layer))
     } else {
