@@ -29,6 +29,7 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub otel: OtelConfig,
+    pub limits: LimitsConfig,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub users: Vec<UserConfig>,
@@ -45,6 +46,16 @@ pub struct ServerConfig {
     pub allow_insecure_http: bool,
     /// How long in-flight requests get to finish on SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed when they are the TCP peer; otherwise the peer address is the
+    /// client address used for throttling and rate limits.
+    pub trusted_proxies: Vec<String>,
+    /// Bound on reading one request: its headers, and its whole body counted
+    /// from the first byte. A slower client gets 408 and the connection closes.
+    pub request_read_timeout: Duration,
+    /// Open connections the public listener holds at most (all workers
+    /// together); further connections wait in the kernel's accept queue.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +65,9 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:9000".into(),
             allow_insecure_http: false,
             shutdown_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            request_read_timeout: Duration::from_secs(5),
+            max_connections: 4096,
         }
     }
 }
@@ -71,7 +85,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "0.0.0.0:9001".into(), api_key: None, api_key_file: None }
+        AdminConfig { listen: "127.0.0.1:9001".into(), api_key: None, api_key_file: None }
     }
 }
 
@@ -206,6 +220,20 @@ pub struct OAuthConfig {
     pub cimd_allow_loopback: bool,
     /// How long a signed-in browser session lasts on the login page.
     pub login_session_ttl: Duration,
+    /// A refresh token presented again within this time after its rotation
+    /// returns the same successor instead of revoking the family (concurrent
+    /// MCP sessions racing on one token); `0` = every reuse revokes.
+    pub refresh_reuse_interval: Duration,
+    /// Grant types a client registered with the initial access token
+    /// (`registration: token`) may have. Open registration never gets
+    /// `client_credentials`.
+    pub initial_access_token_grant_types: Vec<GrantType>,
+    /// Dynamically registered clients kept at most; registration answers
+    /// `invalid_client_metadata` past it. `0` = no cap.
+    pub registration_max_clients: u64,
+    /// A dynamically registered client unused for this long, with no live
+    /// token, is deleted. `0` = never.
+    pub registration_unused_ttl: Duration,
 }
 
 impl Default for OAuthConfig {
@@ -221,6 +249,10 @@ impl Default for OAuthConfig {
             client_id_metadata_documents: true,
             cimd_allow_loopback: false,
             login_session_ttl: Duration::from_secs(12 * 3600),
+            refresh_reuse_interval: Duration::from_secs(30),
+            initial_access_token_grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            registration_max_clients: 10_000,
+            registration_unused_ttl: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -323,6 +355,50 @@ impl OtelConfig {
     }
 }
 
+/// Bounds on what a stranger can spend: password hashing, failed sign-ins
+/// and client authentications, registrations and metadata fetches. All
+/// counters are per process (see docs/security.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// argon2 verifications running at once; `0` = the number of CPUs.
+    pub password_hash_concurrency: u32,
+    /// How long a sign-in waits for a hashing slot before it gets 503.
+    pub password_hash_queue_timeout: Duration,
+    /// Throttle repeated failed sign-ins and client authentications.
+    pub failure_throttle: bool,
+    /// Failures of one (account, address) pair before delays start; the
+    /// account as a whole gets 4×, one address across accounts 10×.
+    pub throttle_free_failures: u32,
+    /// Longest delay for one (account, address) pair and for one address.
+    pub throttle_max_delay: Duration,
+    /// Longest delay for an account as a whole, whatever the address: what a
+    /// stranger can hold a real user back, at most.
+    pub throttle_account_max_delay: Duration,
+    /// Dynamic client registrations per client address per minute; `0` = no limit.
+    pub registrations_per_minute: u32,
+    /// Client ID Metadata Document fetches per client address per minute; `0` = no limit.
+    pub cimd_fetches_per_minute: u32,
+    /// How long a failed metadata-document fetch is remembered.
+    pub cimd_failure_cache: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            password_hash_concurrency: 0,
+            password_hash_queue_timeout: Duration::from_secs(5),
+            failure_throttle: true,
+            throttle_free_failures: 5,
+            throttle_max_delay: Duration::from_secs(15 * 60),
+            throttle_account_max_delay: Duration::from_secs(60),
+            registrations_per_minute: 10,
+            cimd_fetches_per_minute: 30,
+            cimd_failure_cache: Duration::from_secs(60),
+        }
+    }
+}
+
 /// A protected resource (an MCP server) this AS issues tokens for.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -406,7 +482,9 @@ pub struct ClientConfig {
     pub redirect_uris: Vec<RedirectUri>,
     #[serde(default = "default_grant_types")]
     pub grant_types: Vec<GrantType>,
-    /// Resources this client may ask for; empty = every registered resource.
+    /// Resources this client may ask for. Empty: for user grants, any
+    /// registered resource the user consents to; for `client_credentials`,
+    /// none (a machine token needs the resource listed here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_resources: Vec<ResourceUri>,
     /// Scopes this client may be granted; empty = any scope of the resource.
@@ -466,8 +544,19 @@ fn err(key: impl Into<String>, value: Option<&str>, problem: impl Into<String>, 
     ConfigError { key: key.into(), value: value.map(str::to_owned), problem: problem.into(), fix: fix.into() }
 }
 
+/// An IP address or CIDR range (`10.0.0.0/8`, `192.0.2.7`, `::1`).
+pub fn parse_net(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (ip, len) = match s.trim().split_once('/') {
+        Some((ip, len)) => (ip.parse::<std::net::IpAddr>().ok()?, Some(len.parse::<u8>().ok()?)),
+        None => (s.trim().parse::<std::net::IpAddr>().ok()?, None),
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((ip, len))
+}
+
 /// Sections that may be set with `AUTHPLANE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit", "otel"];
+const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit", "otel", "limits"];
 /// Sections that are lists and so cannot come from the environment.
 const LIST_SECTIONS: &[&str] = &["resources", "clients", "users"];
 /// Variables with the prefix that are not config keys.
@@ -561,6 +650,23 @@ impl Config {
             ));
         }
 
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            if parse_net(p).is_none() {
+                return Err(err(
+                    k(&format!("server.trusted_proxies[{i}]")),
+                    Some(p),
+                    "not an IP address or CIDR range",
+                    "write e.g. 10.0.0.0/8 or 192.0.2.7",
+                ));
+            }
+        }
+        if self.server.request_read_timeout.is_zero() {
+            return Err(err(k("server.request_read_timeout"), Some("0"), "must be greater than zero", "use e.g. 5s"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(err(k("server.max_connections"), Some("0"), "must be at least 1", "use e.g. 4096"));
+        }
+
         // admin
         if let Some(key) = &self.admin.api_key
             && key.expose().len() < 16
@@ -641,6 +747,22 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.oauth.refresh_reuse_interval.as_secs() > 300 {
+            return Err(err(
+                k("oauth.refresh_reuse_interval"),
+                Some(&self.oauth.refresh_reuse_interval.to_string()),
+                "longer than 5 minutes: a stolen spent refresh token would stay useful that long",
+                "use 30s, or 0 to turn it off",
+            ));
+        }
+        if self.limits.password_hash_queue_timeout.is_zero() {
+            return Err(err(
+                k("limits.password_hash_queue_timeout"),
+                Some("0"),
+                "must be greater than zero",
+                "use e.g. 5s",
+            ));
         }
         if self.oauth.authorization_code_ttl.as_secs() > 600 {
             return Err(err(
@@ -1055,6 +1177,10 @@ where
                     return Err(err(format!("{var} ({path})"), Some(&raw), "not a whole number", "use digits only"));
                 }
             },
+            // Lists from the environment are comma-separated.
+            Value::Array(_) => Value::Array(
+                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_owned())).collect(),
+            ),
             _ => Value::String(raw.clone()),
         };
         let Value::Object(root) = doc else { break };

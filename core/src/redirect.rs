@@ -28,9 +28,22 @@ pub enum RedirectUriError {
     UserInfo(String),
     #[error("'{0}' is longer than 2000 characters")]
     TooLong(String),
+    #[error("'{0}' contains a control character, a space or a backslash")]
+    BadCharacter(String),
+    #[error("'{0}' is not in canonical form; register it as '{1}'")]
+    NotCanonical(String, String),
+    #[error("'{0}' uses a network scheme that is not a redirect target (https, loopback http, or a private-use scheme)")]
+    UnsupportedScheme(String),
 }
 
 const DANGEROUS_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob", "filesystem"];
+/// Well-known network schemes that are neither https nor private-use (RFC
+/// 8252 §7.1): a browser would hand them to another program or protocol.
+const NETWORK_SCHEMES: &[&str] = &[
+    "ftp", "ftps", "sftp", "ws", "wss", "gopher", "mailto", "tel", "sms", "news", "nntp", "telnet", "ssh", "smb",
+    "ldap", "ldaps", "irc", "ircs", "git", "svn", "rtsp", "sip", "sips", "xmpp", "urn", "view-source", "chrome",
+    "intent", "ms-settings",
+];
 
 impl RedirectUri {
     pub fn parse(input: &str) -> Result<Self, RedirectUriError> {
@@ -44,10 +57,28 @@ impl RedirectUri {
         if input.contains('#') {
             return Err(RedirectUriError::Fragment(owned()));
         }
+        // Before parsing: the WHATWG parser silently drops tabs and newlines
+        // and reads `\` as `/`, so what was checked would not be what a
+        // browser is later sent to.
+        if input.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+            return Err(RedirectUriError::BadCharacter(input.escape_default().to_string()));
+        }
         let url = Url::parse(input).map_err(|_| RedirectUriError::NotAbsolute(owned()))?;
         let scheme = url.scheme();
         if DANGEROUS_SCHEMES.contains(&scheme) {
             return Err(RedirectUriError::DangerousScheme(owned()));
+        }
+        if NETWORK_SCHEMES.contains(&scheme) {
+            return Err(RedirectUriError::UnsupportedScheme(owned()));
+        }
+        // Accepted input is canonical: exactly what the parser serialises
+        // (a bare origin may omit the final `/`). This refuses `https:cb`,
+        // upper-case hosts and schemes, raw non-ASCII hosts (which would go
+        // out unencoded in `Location`), dot segments and the like.
+        let canonical = url.as_str();
+        let bare_origin = url.path() == "/" && url.query().is_none() && canonical.strip_suffix('/') == Some(input);
+        if canonical != input && !bare_origin {
+            return Err(RedirectUriError::NotCanonical(owned(), canonical.to_owned()));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(RedirectUriError::UserInfo(owned()));
@@ -62,8 +93,21 @@ impl RedirectUri {
         Ok(RedirectUri(input.to_owned()))
     }
 
+    /// A URI read back from our own storage: it passed the rules in force
+    /// when it was registered, and a stricter rule added since must not make
+    /// the stored client unreadable.
+    pub fn stored(s: String) -> Self {
+        RedirectUri(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `https` (any host) or loopback `http`: what a web application may
+    /// register (OpenID Connect Registration §2 `application_type`).
+    pub fn is_web(&self) -> bool {
+        self.0.starts_with("https://") || is_loopback_http(&self.0)
     }
 
     /// RFC 9700 §4.1.3: exact string match, except that for a loopback `http`
@@ -160,6 +204,8 @@ mod tests {
             "http://[::1]:8080/cb",
             "cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback",
             "com.example.app:/oauth2redirect",
+            "https://app.example.com",
+            "https://xn--bcher-kva.example/cb",
         ] {
             assert!(RedirectUri::parse(ok).is_ok(), "{ok}");
         }
@@ -178,6 +224,19 @@ mod tests {
             ("http://127.0.0.1@evil.test/cb", |e| matches!(e, UserInfo(_))),
             ("https://user:pw@app.example.com/cb", |e| matches!(e, UserInfo(_))),
             ("/relative/cb", |e| matches!(e, NotAbsolute(_))),
+            // Found by the black-box probe (issue 11, finding 5).
+            ("https://app.example.com/c\rb", |e| matches!(e, BadCharacter(_))),
+            ("https://app.example.com/c\nb", |e| matches!(e, BadCharacter(_))),
+            ("https://app.example.com/c\0b", |e| matches!(e, BadCharacter(_))),
+            ("https://app.example.com/c\u{7f}b", |e| matches!(e, BadCharacter(_))),
+            ("https://good.com\\@evil.com/cb", |e| matches!(e, BadCharacter(_))),
+            ("https://bücher.example/cb", |e| matches!(e, NotCanonical(..))),
+            ("https:cb", |e| matches!(e, NotCanonical(..))),
+            ("https://APP.example.com/cb", |e| matches!(e, NotCanonical(..))),
+            ("https://app.example.com/a/../cb", |e| matches!(e, NotCanonical(..))),
+            ("ftp://files.example.com/cb", |e| matches!(e, UnsupportedScheme(_))),
+            ("ws://127.0.0.1/cb", |e| matches!(e, UnsupportedScheme(_))),
+            ("wss://app.example.com/cb", |e| matches!(e, UnsupportedScheme(_))),
         ];
         for (input, want) in cases {
             let err = RedirectUri::parse(input).unwrap_err();

@@ -32,6 +32,12 @@ pub struct AppState {
     pub clients: crate::oauth::clients::Cache,
     /// Group-committed audit rows outside larger transactions.
     pub audit: crate::store::audit::Sink,
+    /// Concurrent argon2 verifications (sized at start).
+    pub hash_gate: crate::limits::HashGate,
+    /// Failed sign-ins and client authentications.
+    pub throttle: crate::limits::Throttle,
+    pub registration_rate: crate::limits::PerAddressRate,
+    pub cimd_rate: crate::limits::PerAddressRate,
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -106,6 +112,10 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         cimd: Default::default(),
         clients: Default::default(),
         audit,
+        hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
+        throttle: Default::default(),
+        registration_rate: Default::default(),
+        cimd_rate: Default::default(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;
@@ -115,17 +125,34 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     let shutdown = cfg.server.shutdown_timeout.as_secs();
 
     let data = web::Data::from(state.clone());
-    let obs = Observer { listener: "public", metrics: metrics.clone(), access_log: cfg.log.access_log };
+    let obs = Observer {
+        listener: "public",
+        metrics: metrics.clone(),
+        access_log: cfg.log.access_log,
+        body_deadline: Some(cfg.server.request_read_timeout.to_std()),
+        hsts: cfg.server.issuer.starts_with("https://"),
+    };
     let d = data.clone();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let public = HttpServer::new(move || {
         let obs = obs.clone();
         App::new().app_data(d.clone()).configure(http::public::routes).wrap_fn(move |req, srv| obs.call(req, srv))
     })
+    .workers(workers)
+    // actix counts connections per worker; the setting is for all of them.
+    .max_connections((cfg.server.max_connections as usize).div_ceil(workers))
+    .client_request_timeout(cfg.server.request_read_timeout.to_std())
     .disable_signals()
     .shutdown_timeout(shutdown)
     .bind(public_addr)
     .map_err(|e| format!("cannot listen on {public_addr} (server.listen / AUTHPLANE_SERVER_LISTEN): {e}"))?;
-    let obs = Observer { listener: "admin", metrics: metrics.clone(), access_log: cfg.log.access_log };
+    let obs = Observer {
+        listener: "admin",
+        metrics: metrics.clone(),
+        access_log: cfg.log.access_log,
+        body_deadline: None,
+        hsts: false,
+    };
     let d = data.clone();
     let admin = HttpServer::new(move || {
         let obs = obs.clone();
@@ -230,6 +257,17 @@ async fn maintain(state: Arc<AppState>) {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "expired OAuth state deleted"),
                 Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "OAuth state purge failed"),
+            }
+            let unused_for = state.config.load().oauth.registration_unused_ttl.as_secs() as i64;
+            if unused_for > 0 {
+                match crate::store::registry::purge_unused_dcr(&state.db, clock::now(), unused_for).await {
+                    Ok(0) => {}
+                    Ok(purged) => {
+                        state.clients.clear();
+                        tracing::info!(purged, "unused dynamically registered clients deleted")
+                    }
+                    Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "client purge failed"),
+                }
             }
             let retention = state.config.load().audit.retention.as_secs() as i64;
             if retention > 0 {

@@ -220,7 +220,23 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
         },
         AdminCommand::Client { command } => match command {
             ClientCommand::List => {
-                let v = api.get("/admin/clients", &[]).await?;
+                // Follow the keyset cursor to the last page.
+                let mut all = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let mut q = vec![("limit", "1000".to_owned())];
+                    if let Some(c) = &cursor {
+                        q.push(("cursor", c.clone()));
+                    }
+                    let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let page = api.get("/admin/clients", &q).await?;
+                    all.extend(page["clients"].as_array().cloned().unwrap_or_default());
+                    match page["next_cursor"].as_str() {
+                        Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                        _ => break,
+                    }
+                }
+                let v = Value::Array(all);
                 Ok(render(
                     out,
                     &v,

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod configfile;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod oauth;
 pub mod password;

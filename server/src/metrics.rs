@@ -70,6 +70,10 @@ pub const DENIAL_REASONS: &[&str] = &[
     "access_denied",
     "login_failed",
     "server_error",
+    "login_throttled",
+    "client_auth_throttled",
+    "rate_limited",
+    "overloaded",
 ];
 
 /// Stable `reason` values of `authplane_dpop_proofs_rejected_total`.

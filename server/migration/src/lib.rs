@@ -6,12 +6,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_initial;
 mod m20261126_000002_oauth;
+mod m20261201_000003_refresh_successor;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_initial::Migration), Box::new(m20261126_000002_oauth::Migration)]
+        vec![
+            Box::new(m20261126_000001_initial::Migration),
+            Box::new(m20261126_000002_oauth::Migration),
+            Box::new(m20261201_000003_refresh_successor::Migration),
+        ]
     }
 }

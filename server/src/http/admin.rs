@@ -223,8 +223,25 @@ struct CreatedClient {
     client_secret: Option<String>,
 }
 
-async fn list_clients(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(rows::list_clients(&state.db).await?))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+const CLIENTS_MAX_LIMIT: u64 = 1000;
+
+/// `GET /admin/clients?limit=&cursor=`: clients in `client_id` order, a page
+/// at a time; `next_cursor` (the last id of the page) is null on the last one.
+async fn list_clients(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > CLIENTS_MAX_LIMIT {
+        return Err(ApiError::bad_request(format!("limit: must be between 1 and {CLIENTS_MAX_LIMIT}")));
+    }
+    let page = rows::list_clients_page(&state.db, q.cursor.as_deref(), limit).await?;
+    let next_cursor = (page.len() as u64 == limit).then(|| page.last().map(|c| c.spec.client_id.clone())).flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"clients": page, "next_cursor": next_cursor})))
 }
 
 async fn get_client(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -15,7 +15,7 @@ use crate::metrics::GrantLabels;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::token::{self, Outcome, RequestIds};
-use crate::oauth::{client_auth, clients, register, revoke};
+use crate::oauth::{client_auth, register, revoke};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::registry::{self as rows, Source};
 use crate::{clock, random};
@@ -32,6 +32,9 @@ pub fn ids(req: &HttpRequest) -> RequestIds {
 pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
     let mut b = HttpResponse::build(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST));
     b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+    if let Some(secs) = e.retry_after {
+        b.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
     if e.kind == Kind::InvalidClient {
         // RFC 6749 §5.2: 401 with the scheme the client tried.
         b.insert_header((
@@ -71,6 +74,16 @@ fn form_body(req: &HttpRequest, body: &Bytes) -> Result<Form, Error> {
     Form::parse(body)
 }
 
+/// The client's address for throttling and rate limits: the peer, or the
+/// forwarded address when the peer is one of `server.trusted_proxies`.
+pub fn client_addr(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let cfg = state.config.load();
+    let forwarded: Vec<&str> =
+        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    crate::limits::client_ip(req.peer_addr().map(|a| a.ip()), forwarded.as_deref(), &cfg.server.trusted_proxies)
+}
+
 fn authorization(req: &HttpRequest) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
@@ -90,7 +103,7 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
     let mut outcome = Outcome::default();
     let result = match form_body(&req, &body) {
-        Ok(form) => token::exchange(&state, form, auth, &ids, now, &mut outcome).await,
+        Ok(form) => token::exchange(&state, form, auth, client_addr(&state, &req), &ids, now, &mut outcome).await,
         Err(e) => Err(e),
     };
     match result {
@@ -140,7 +153,9 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         denied(&state, &e, "client registration failed", None, None);
         cors(error_json(&e, false))
     };
-    use authplane_core::config::RegistrationPolicy;
+    use authplane_core::config::{GrantType, RegistrationPolicy};
+    // Open registration is for MCP clients acting for a person: user grants only.
+    let mut allowed_grants = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
     match cfg.oauth.registration {
         RegistrationPolicy::Off => {
             return fail(Error::new(
@@ -160,11 +175,42 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
                 denied(&state, &e, "client registration failed", None, None);
                 return cors(error_json(&e, false));
             }
+            allowed_grants.clone_from(&cfg.oauth.initial_access_token_grant_types);
         }
         RegistrationPolicy::Open => {}
     }
+    if let Err(secs) = state.registration_rate.check(client_addr(&state, &req), cfg.limits.registrations_per_minute)
+    {
+        return fail(
+            Error::new(Kind::RateLimited, "too many registrations from this address; register once and keep the client id")
+                .retry_after(secs),
+        );
+    }
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return fail(Error::new(
+            Kind::InvalidClientMetadata,
+            "expected Content-Type: application/json (RFC 7591 §3.1)",
+        ));
+    }
     if body.len() > 64 * 1024 {
         return fail(Error::new(Kind::InvalidClientMetadata, "registration request larger than 64 KiB"));
+    }
+    if cfg.oauth.registration_max_clients > 0 {
+        match rows::count_clients(&state.db, Source::Dcr).await {
+            Ok(n) if n >= cfg.oauth.registration_max_clients => {
+                tracing::warn!(clients = n, "dynamic registration refused: oauth.registration_max_clients reached");
+                return fail(
+                    Error::new(
+                        Kind::RateLimited,
+                        "this server holds the most dynamically registered clients it keeps; retry later",
+                    )
+                    .retry_after(3600),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return fail(e.into()),
+        }
     }
     let request: register::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -176,7 +222,7 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         let d = random::sha256_hex(s.as_bytes());
         Some((s, d))
     };
-    let (client, extras, mut response, secret) = match register::validate(request, client_id, secret) {
+    let (client, extras, mut response, secret) = match register::validate(request, &allowed_grants, client_id, secret) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
@@ -219,11 +265,7 @@ async fn authenticated_client(
     now: i64,
 ) -> Result<authplane_core::config::ClientConfig, Error> {
     let p = client_auth::presented(authorization(req), form.get("client_id"), form.get("client_secret"))?;
-    let client = clients::find(state, &p.client_id, now)
-        .await?
-        .ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
-    client_auth::verify(&client.spec, &p)?;
-    Ok(client.spec)
+    Ok(token::authenticate(state, &p, client_addr(state, req), now).await?.spec)
 }
 
 pub async fn revoke_endpoint(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {

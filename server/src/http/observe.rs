@@ -7,7 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
@@ -90,18 +93,79 @@ pub struct Observer {
     pub listener: &'static str,
     pub metrics: Arc<Metrics>,
     pub access_log: bool,
+    /// Bound on reading a request body, counted from the request's start
+    /// (`server.request_read_timeout`); `None` = unbounded (admin listener,
+    /// which is not for strangers).
+    pub body_deadline: Option<std::time::Duration>,
+    /// `Strict-Transport-Security` on every answer (an https issuer).
+    pub hsts: bool,
+}
+
+/// A request body that ends in an error once its deadline has passed, so a
+/// client that sends `Content-Length: 1000` and then a byte a second cannot
+/// hold a connection and a worker's attention.
+struct DeadlinePayload {
+    inner: actix_web::dev::Payload,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl futures_util::Stream for DeadlinePayload {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Pending => {}
+            ready => return ready,
+        }
+        match this.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.fired.store(true, std::sync::atomic::Ordering::Relaxed);
+                Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request body not received in time",
+                )))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// OAuth endpoints speak RFC 6749 JSON, including for the answers actix
+/// writes itself (body too large) and for a body that came too slowly.
+fn speaks_oauth_json(path: &str) -> bool {
+    path.starts_with("/oauth/") && path != "/oauth/authorize"
 }
 
 impl Observer {
     pub fn call<S, B>(
         &self,
-        req: ServiceRequest,
+        mut req: ServiceRequest,
         srv: &S,
-    ) -> impl Future<Output = Result<ServiceResponse<B>, Error>> + use<S, B>
+    ) -> impl Future<Output = Result<ServiceResponse<BoxBody>, Error>> + use<S, B>
     where
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+        B: MessageBody + 'static,
     {
         let started = Instant::now();
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(limit) = self.body_deadline {
+            let inner = req.take_payload();
+            let stream = DeadlinePayload {
+                inner,
+                sleep: Box::pin(tokio::time::sleep(limit)),
+                fired: fired.clone(),
+            };
+            let boxed: std::pin::Pin<
+                Box<dyn futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>>,
+            > = Box::pin(stream);
+            req.set_payload(actix_web::dev::Payload::from(boxed));
+        }
         let rid = request_id(&req);
         let incoming = req.headers().get(&TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(parse_traceparent);
         let method = req.method().as_str().to_owned();
@@ -140,7 +204,28 @@ impl Observer {
         };
         let this = self.clone();
         async move {
-            let result = fut.await;
+            let result = fut.await.map(|res| {
+                let res = res.map_into_boxed_body();
+                let timed_out = fired.load(std::sync::atomic::Ordering::Relaxed);
+                let status = res.status();
+                if timed_out {
+                    tracing::warn!(path = %path, "request body not received within server.request_read_timeout; connection closed");
+                    let mut r = if speaks_oauth_json(&path) {
+                        HttpResponse::RequestTimeout().json(serde_json::json!({"error": "invalid_request", "error_description": "the request body was not received in time"}))
+                    } else {
+                        HttpResponse::RequestTimeout().body("request body not received in time")
+                    };
+                    r.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+                    res.into_response(r)
+                } else if status == StatusCode::PAYLOAD_TOO_LARGE && speaks_oauth_json(&path) {
+                    let r = HttpResponse::PayloadTooLarge()
+                        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                        .json(serde_json::json!({"error": "invalid_request", "error_description": "request body too large"}));
+                    res.into_response(r)
+                } else {
+                    res
+                }
+            });
             let elapsed = started.elapsed();
             match result {
                 Ok(mut res) => {
@@ -163,6 +248,13 @@ impl Observer {
                         None,
                     );
                     let h = res.headers_mut();
+                    if this.hsts {
+                        // RFC 6797: https issuers only; one year, subdomains not assumed.
+                        h.insert(
+                            actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+                            HeaderValue::from_static("max-age=31536000"),
+                        );
+                    }
                     if let Ok(v) = HeaderValue::from_str(&rid) {
                         h.insert(X_REQUEST_ID.clone(), v);
                     }

@@ -12,7 +12,7 @@ use askama::Template;
 use sea_orm::TransactionTrait;
 use tracing::Instrument;
 
-use super::oauth::{MAX_FORM, denied, ids};
+use super::oauth::{MAX_FORM, client_addr, denied, ids};
 use crate::app::AppState;
 use crate::oauth::authorize::{self, Failure, Params, Validated};
 use crate::oauth::clients;
@@ -168,7 +168,7 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         }
     };
     let client = match params.client_id.as_deref() {
-        Some(id) if id.len() <= 4096 => match clients::find(&state, id, now).await {
+        Some(id) if id.len() <= 4096 => match clients::find_from(&state, id, now, client_addr(&state, &req)).await {
             Ok(c) => c,
             Err(e) => {
                 denied(&state, &e, "authorization request refused", Some(id), None);
@@ -349,40 +349,71 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
+    let addr = client_addr(&state, &req);
+    let limits = state.config.load().limits.clone();
+    let now_ms = clock::now_ms();
+    let subject = crate::limits::Subject::Login;
+    if limits.failure_throttle
+        && let Some(ms) = state.throttle.blocked(subject, &username, addr, now_ms)
+    {
+        let secs = (ms as u64).div_ceil(1000);
+        let e = Error::new(Kind::LoginThrottled, format!("too many failed sign-ins; retry in {secs} s"));
+        denied(&state, &e, "login refused", Some(&v.client_id), None);
+        login_audit(&state, &req, "login_throttled", &v.client_id, &username, Some(secs)).await;
+        let msg = format!(
+            "Too many failed sign-in attempts. For your account's safety, wait {} and try again.",
+            human_wait(secs)
+        );
+        let mut res =
+            render_login(&state, &row, &v, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now).await;
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return res;
+    }
     let user = match reg::find_user(&state.db, &username).await {
         Ok(u) => u.filter(|u| u.username == username),
         Err(e) => return error_page(&state, &req, &e.into()),
     };
     // Verify against a dummy hash for unknown users so timing does not tell
-    // which usernames exist. argon2 runs off the async workers.
+    // which usernames exist. argon2 (~19 MiB each) runs off the async
+    // workers, at most `limits.password_hash_concurrency` at once.
     let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
-    let pw_ok = web::block(move || password::verify(&password, &hash))
-        .instrument(tracing::debug_span!(
-            "crypto.verify",
-            authplane.layer = "crypto",
-            purpose = "password",
-            algorithm = "argon2id"
-        ))
-        .await
-        .unwrap_or(false);
+    let Ok(permit) = state.hash_gate.acquire(limits.password_hash_queue_timeout.to_std()).await else {
+        let e = Error::new(Kind::Overloaded, "no password-hashing slot became free in time").retry_after(5);
+        denied(&state, &e, "login refused", Some(&v.client_id), None);
+        let mut res = render_login(
+            &state,
+            &row,
+            &v,
+            &username,
+            Some("The server is busy. Please try again in a few seconds."),
+            StatusCode::SERVICE_UNAVAILABLE,
+            now,
+        )
+        .await;
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+        return res;
+    };
+    let pw_ok = web::block(move || {
+        let ok = password::verify(&password, &hash);
+        drop(permit);
+        ok
+    })
+    .instrument(tracing::debug_span!(
+        "crypto.verify",
+        authplane.layer = "crypto",
+        purpose = "password",
+        algorithm = "argon2id"
+    ))
+    .await
+    .unwrap_or(false);
     let Some(user) = user.filter(|_| pw_ok && !username.is_empty()) else {
         let e = Error::new(Kind::LoginFailed, "wrong username or password");
         denied(&state, &e, "login failed", Some(&v.client_id), None);
-        let ids = ids(&req);
-        let _ = audit::record(
-            &state.db,
-            clock::now_ms(),
-            AuditEvent {
-                event_type: "login_failed",
-                outcome: "failure",
-                client_id: Some(v.client_id.clone()),
-                request_id: ids.request_id,
-                trace_id: ids.trace_id,
-                detail: serde_json::json!({"username": username.chars().take(64).collect::<String>()}),
-                ..Default::default()
-            },
-        )
-        .await;
+        if limits.failure_throttle {
+            let schedule = crate::limits::Schedule::from_config(&limits);
+            state.throttle.failed(subject, &username, addr, now_ms, &schedule);
+        }
+        login_audit(&state, &req, "login_failed", &v.client_id, &username, None).await;
         return render_login(
             &state,
             &row,
@@ -394,6 +425,9 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         )
         .await;
     };
+    if limits.failure_throttle {
+        state.throttle.succeeded(subject, &username, addr);
+    }
     let sid = random::secret_token();
     let ttl = state.config.load().oauth.login_session_ttl.as_secs() as i64;
     if let Err(e) =
@@ -412,6 +446,44 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         .finish();
     let _ = res.add_cookie(&cookie);
     res
+}
+
+/// One audit row for a refused sign-in (`login_failed`, `login_throttled`).
+async fn login_audit(
+    state: &AppState,
+    req: &HttpRequest,
+    event_type: &'static str,
+    client_id: &str,
+    username: &str,
+    retry_after: Option<u64>,
+) {
+    let ids = ids(req);
+    let _ = audit::record(
+        &state.db,
+        clock::now_ms(),
+        AuditEvent {
+            event_type,
+            outcome: "failure",
+            client_id: Some(client_id.to_owned()),
+            request_id: ids.request_id,
+            trace_id: ids.trace_id,
+            detail: serde_json::json!({
+                "username": username.chars().take(64).collect::<String>(),
+                "retry_after_s": retry_after,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+/// "42 seconds", "3 minutes" for the throttled page.
+fn human_wait(secs: u64) -> String {
+    match secs {
+        0..=1 => "a second".to_owned(),
+        2..=89 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
 }
 
 /// argon2id of a random string, verified when the username is unknown.

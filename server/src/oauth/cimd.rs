@@ -49,7 +49,50 @@ impl Document {
 #[derive(Default)]
 pub struct Cache {
     entries: Mutex<HashMap<String, (i64, Client)>>,
+    /// Recent failures, so that `?n=1`, `?n=2`… cannot force a fetch per
+    /// request for the same broken id.
+    failures: Mutex<HashMap<String, i64>>,
 }
+
+/// Why a metadata document cannot be used. The detail of a fetch failure
+/// (addresses, connection errors, status codes) goes to the log only: told to
+/// the caller it would map the server's network for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// Over `limits.cimd_fetches_per_minute`; seconds to wait.
+    RateLimited(u64),
+    /// Not usable; the text is safe to show the caller.
+    Unusable(String),
+}
+
+/// A fetch failure: `detail` for the log, and whether it may be shown.
+#[derive(Debug)]
+struct FetchError {
+    detail: String,
+    public: bool,
+}
+
+fn hidden(detail: impl Into<String>) -> FetchError {
+    FetchError { detail: detail.into(), public: false }
+}
+
+fn shown(detail: impl Into<String>) -> FetchError {
+    FetchError { detail: detail.into(), public: true }
+}
+
+impl From<String> for FetchError {
+    fn from(detail: String) -> Self {
+        hidden(detail)
+    }
+}
+
+impl From<&str> for FetchError {
+    fn from(detail: &str) -> Self {
+        hidden(detail)
+    }
+}
+
+const GENERIC: &str = "the client metadata document could not be fetched from its URL (https, a public address, 64 KiB, 5 s, no redirects)";
 
 /// True for addresses a CIMD fetch must never reach (RFC 6890 special-use,
 /// private, link-local, loopback unless allowed).
@@ -85,18 +128,59 @@ pub fn forbidden_ip(ip: IpAddr, allow_loopback: bool) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
                 || s[0] == 0x2001 && s[1] == 0x0db8
+                // Addresses that embed or tunnel to an IPv4 address, which
+                // could be a private one: IPv4-compatible ::a.b.c.d (::/96),
+                // NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16,
+                // Teredo 2001::/32; and the discard prefix 100::/64.
+                || s[..6] == [0; 6]
+                || (s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1))
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
+                || (s[0] == 0x100 && s[1..4] == [0; 3])
         }
     }
 }
 
 impl Cache {
-    pub async fn resolve(&self, client_id: &str, cfg: &OAuthConfig, now: i64) -> Result<Client, String> {
+    /// The client behind `client_id`, from the cache or fetched. `rate` is
+    /// asked only when a fetch is about to happen.
+    pub async fn resolve(
+        &self,
+        client_id: &str,
+        cfg: &OAuthConfig,
+        failure_ttl: i64,
+        now: i64,
+        rate: impl FnOnce() -> Result<(), u64>,
+    ) -> Result<Client, ResolveError> {
         if let Some((exp, c)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(client_id)
             && *exp > now
         {
             return Ok(c.clone());
         }
-        let (doc, ttl) = fetch(client_id, cfg.cimd_allow_loopback).await?;
+        let failed_recently = {
+            let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(client_id).is_some_and(|exp| *exp > now)
+        };
+        if failed_recently {
+            return Err(ResolveError::Unusable(format!("{GENERIC}; it failed recently, retry later")));
+        }
+        rate().map_err(ResolveError::RateLimited)?;
+        let (doc, ttl) = match fetch(client_id, cfg.cimd_allow_loopback).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(client_id, detail = %e.detail, "client metadata document refused");
+                if failure_ttl > 0 {
+                    let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                    if map.len() > 10_000 {
+                        map.retain(|_, exp| *exp > now);
+                    }
+                    if map.len() <= 10_000 {
+                        map.insert(client_id.to_owned(), now + failure_ttl);
+                    }
+                }
+                return Err(ResolveError::Unusable(if e.public { e.detail } else { GENERIC.to_owned() }));
+            }
+        };
         let client = from_document(doc);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
@@ -110,30 +194,38 @@ impl Cache {
 /// A CLIENT span in the request's trace. The client's host is a third party:
 /// no `traceparent` goes out with the request.
 #[tracing::instrument(name = "cimd.fetch", level = "debug", skip_all, fields(authplane.layer = "service", otel.kind = "client", url.full = %client_id))]
-async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64), String> {
-    let url = url::Url::parse(client_id).map_err(|_| "not a URL".to_owned())?;
+async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64), FetchError> {
+    let url = url::Url::parse(client_id).map_err(|_| shown("the client_id is not a URL"))?;
     let loopback_http = allow_loopback && url.scheme() == "http";
     if url.scheme() != "https" && !loopback_http {
-        return Err("must be an https URL".into());
+        return Err(shown("the client_id must be an https URL"));
     }
     if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err("must not contain a fragment or user information".into());
+        return Err(shown("the client_id must not contain a fragment or user information"));
     }
     if url.path() == "/" || url.path().is_empty() {
-        return Err("must have a path".into());
+        return Err(shown("the client_id URL must have a path"));
     }
-    let host = url.host_str().ok_or("no host")?.to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
-    // Resolve once, check every address, and pin the connection to a checked
-    // one so that DNS cannot rebind between the check and the fetch.
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-        .await
-        .map_err(|_| "DNS lookup timed out".to_owned())?
-        .map_err(|e| format!("DNS lookup failed: {e}"))?
-        .collect();
+    // An IP literal (IPv6 in brackets included) is checked as it is; a name is
+    // resolved once, every address checked, and the connection pinned to a
+    // checked one so that DNS cannot rebind between the check and the fetch.
+    let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+        Some(url::Host::Ipv6(ip)) => (format!("[{ip}]"), vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+        Some(url::Host::Domain(d)) => {
+            let addrs = tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((d, port)))
+                .await
+                .map_err(|_| "DNS lookup timed out".to_owned())?
+                .map_err(|e| format!("DNS lookup failed: {e}"))?
+                .collect();
+            (d.to_owned(), addrs)
+        }
+        None => return Err(shown("the client_id URL has no host")),
+    };
     let Some(addr) = addrs.first().copied() else { return Err("host has no address".into()) };
     if let Some(bad) = addrs.iter().find(|a| forbidden_ip(a.ip(), allow_loopback)) {
-        return Err(format!("host resolves to a forbidden address {}", bad.ip()));
+        return Err(hidden(format!("host resolves to a forbidden address {}", bad.ip())));
     }
     if loopback_http && !addr.ip().is_loopback() {
         return Err("http is allowed only for loopback hosts".into());
@@ -151,7 +243,7 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
         .await
         .map_err(|e| format!("fetch failed: {e}"))?;
     if !res.status().is_success() {
-        return Err(format!("fetch answered {}", res.status().as_u16()));
+        return Err(hidden(format!("fetch answered {}", res.status().as_u16())));
     }
     let max_age = res
         .headers()
@@ -167,21 +259,24 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
             return Err("document larger than 64 KiB".into());
         }
     }
-    let doc: Document = serde_json::from_slice(&body).map_err(|e| format!("not a client metadata document: {e}"))?;
+    // From here on the problem is in the document the client published:
+    // safe, and useful, to tell.
+    let doc: Document = serde_json::from_slice(&body)
+        .map_err(|e| shown(format!("not a client metadata document: {}", crate::store::one_line(&e.to_string()))))?;
     if doc.client_id != client_id {
-        return Err(format!("client_id in the document ({}) differs from the URL", doc.client_id));
+        return Err(shown("client_id in the document differs from its URL"));
     }
     if doc.redirect_uris.is_empty() {
-        return Err("redirect_uris is empty".into());
+        return Err(shown("redirect_uris in the document is empty"));
     }
     for u in &doc.redirect_uris {
-        RedirectUri::parse(u).map_err(|e| format!("redirect_uris: {e}"))?;
+        RedirectUri::parse(u).map_err(|e| shown(format!("redirect_uris in the document: {e}")))?;
     }
     match doc.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
-        Some(other) => {
-            return Err(format!(
-                "token_endpoint_auth_method {other} is not supported for metadata-document clients (use none)"
+        Some(_) => {
+            return Err(shown(
+                "token_endpoint_auth_method in the document is not supported for metadata-document clients (use none)",
             ));
         }
     }
@@ -208,6 +303,13 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "224.0.0.1",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             assert!(forbidden_ip(ip.parse().unwrap(), false), "{ip}");
         }

@@ -52,6 +52,17 @@ impl Cache {
 }
 
 pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<Client>, Error> {
+    find_from(state, client_id, now, None).await
+}
+
+/// [`find`] for a request from `addr`: a metadata-document fetch it causes
+/// counts against that address's `limits.cimd_fetches_per_minute`.
+pub async fn find_from(
+    state: &AppState,
+    client_id: &str,
+    now: i64,
+    addr: Option<std::net::IpAddr>,
+) -> Result<Option<Client>, Error> {
     if let Some(c) = state.clients.get(client_id, now) {
         return Ok(Some(c));
     }
@@ -65,11 +76,20 @@ pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<
     let url_id =
         client_id.starts_with("https://") || (cfg.oauth.cimd_allow_loopback && client_id.starts_with("http://"));
     if cfg.oauth.client_id_metadata_documents && url_id {
+        let per_minute = cfg.limits.cimd_fetches_per_minute;
         let doc = state
             .cimd
-            .resolve(client_id, &cfg.oauth, now)
+            .resolve(client_id, &cfg.oauth, cfg.limits.cimd_failure_cache.as_secs() as i64, now, || {
+                state.cimd_rate.check(addr, per_minute)
+            })
             .await
-            .map_err(|e| Error::new(Kind::InvalidClient, format!("client metadata document {client_id}: {e}")))?;
+            .map_err(|e| match e {
+                cimd::ResolveError::RateLimited(secs) => {
+                    Error::new(Kind::RateLimited, "too many client metadata document fetches from this address")
+                        .retry_after(secs)
+                }
+                cimd::ResolveError::Unusable(why) => Error::new(Kind::InvalidClient, why),
+            })?;
         return Ok(Some(doc));
     }
     Ok(None)

@@ -28,6 +28,10 @@ pub enum Kind {
     InvalidToken,
     ServerError,
     TemporarilyUnavailable,
+    LoginThrottled,
+    ClientThrottled,
+    RateLimited,
+    Overloaded,
 }
 
 impl Kind {
@@ -56,6 +60,10 @@ impl Kind {
             Kind::InvalidToken => "ErrInvalidToken",
             Kind::ServerError => "ErrServer",
             Kind::TemporarilyUnavailable => "ErrTemporarilyUnavailable",
+            Kind::LoginThrottled => "ErrLoginThrottled",
+            Kind::ClientThrottled => "ErrClientThrottled",
+            Kind::RateLimited => "ErrRateLimited",
+            Kind::Overloaded => "ErrOverloaded",
         }
     }
 
@@ -79,7 +87,11 @@ impl Kind {
             Kind::InvalidRedirectUri => "invalid_redirect_uri",
             Kind::InvalidToken => "invalid_token",
             Kind::ServerError => "server_error",
-            Kind::TemporarilyUnavailable => "temporarily_unavailable",
+            Kind::TemporarilyUnavailable
+            | Kind::LoginThrottled
+            | Kind::ClientThrottled
+            | Kind::RateLimited
+            | Kind::Overloaded => "temporarily_unavailable",
         }
     }
 
@@ -88,7 +100,8 @@ impl Kind {
             Kind::InvalidClient | Kind::InvalidToken => 401,
             Kind::RegistrationDisabled | Kind::AccessDenied => 403,
             Kind::ServerError => 500,
-            Kind::TemporarilyUnavailable => 503,
+            Kind::TemporarilyUnavailable | Kind::Overloaded => 503,
+            Kind::LoginThrottled | Kind::ClientThrottled | Kind::RateLimited => 429,
             _ => 400,
         }
     }
@@ -113,6 +126,10 @@ impl Kind {
             Kind::AccessDenied => "access_denied",
             Kind::LoginFailed => "login_failed",
             Kind::ServerError | Kind::TemporarilyUnavailable => "server_error",
+            Kind::LoginThrottled => "login_throttled",
+            Kind::ClientThrottled => "client_auth_throttled",
+            Kind::RateLimited => "rate_limited",
+            Kind::Overloaded => "overloaded",
         }
     }
 }
@@ -122,11 +139,18 @@ impl Kind {
 pub struct Error {
     pub kind: Kind,
     pub description: String,
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
     pub fn new(kind: Kind, description: impl Into<String>) -> Self {
-        Error { kind, description: description.into() }
+        Error { kind, description: description.into(), retry_after: None }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 }
 
@@ -163,7 +187,7 @@ mod tests {
 
     /// Every variant; the match below fails to compile when one is added
     /// without being listed here.
-    const ALL: [Kind; 22] = [
+    const ALL: [Kind; 26] = [
         Kind::InvalidRequest,
         Kind::InvalidClient,
         Kind::InvalidGrant,
@@ -186,6 +210,10 @@ mod tests {
         Kind::InvalidToken,
         Kind::ServerError,
         Kind::TemporarilyUnavailable,
+        Kind::LoginThrottled,
+        Kind::ClientThrottled,
+        Kind::RateLimited,
+        Kind::Overloaded,
     ];
 
     #[test]
@@ -234,7 +262,11 @@ mod tests {
                 | Kind::RegistrationDisabled
                 | Kind::InvalidToken
                 | Kind::ServerError
-                | Kind::TemporarilyUnavailable => {}
+                | Kind::TemporarilyUnavailable
+                | Kind::LoginThrottled
+                | Kind::ClientThrottled
+                | Kind::RateLimited
+                | Kind::Overloaded => {}
             }
         }
     }

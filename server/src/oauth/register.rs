@@ -55,10 +55,38 @@ fn meta_err(d: impl Into<String>) -> Error {
     Error::new(Kind::InvalidClientMetadata, d)
 }
 
+/// Members shown to people (consent page, admin list) must be what they
+/// claim: https URLs for the `*_uri` members (never `javascript:`), short
+/// plain strings otherwise.
+fn check_metadata(key: &str, v: &Value) -> Result<(), Error> {
+    let plain = |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
+    match (key, v) {
+        ("client_uri" | "logo_uri" | "tos_uri" | "policy_uri", Value::String(s)) => {
+            let ok = plain(s, 2000)
+                && !s.contains(char::is_whitespace)
+                && url::Url::parse(s).is_ok_and(|u| {
+                    let canonical = u.as_str() == s.as_str() || u.as_str().strip_suffix('/') == Some(s.as_str());
+                    u.scheme() == "https" && u.host_str().is_some() && canonical
+                });
+            if ok { Ok(()) } else { Err(meta_err(format!("{key} must be an https URL"))) }
+        }
+        ("contacts", Value::Array(items)) => {
+            if items.len() <= 10 && items.iter().all(|i| i.as_str().is_some_and(|s| plain(s, 256))) {
+                Ok(())
+            } else {
+                Err(meta_err("contacts must be at most 10 strings of at most 256 characters"))
+            }
+        }
+        ("software_id" | "software_version", Value::String(s)) if plain(s, 256) => Ok(()),
+        _ => Err(meta_err(format!("{key} has the wrong type or is too long"))),
+    }
+}
+
 /// Validates a request into a client, its extras and the response skeleton
 /// (the caller fills in the secret).
 pub fn validate(
     req: Request,
+    allowed_grants: &[GrantType],
     client_id: String,
     secret_sha256: impl FnOnce() -> Option<(String, String)>,
 ) -> Result<(ClientConfig, ClientExtras, Response, Option<String>), Error> {
@@ -81,6 +109,16 @@ pub fn validate(
             "client_credentials" => GrantType::ClientCredentials,
             other => return Err(meta_err(format!("grant_type {other} is not supported"))),
         };
+        if !allowed_grants.contains(&t) {
+            return Err(meta_err(if t == GrantType::ClientCredentials {
+                "grant_type client_credentials is not available through dynamic registration: machine clients \
+                 are created by an administrator (config, admin API, OAuthClient), or registered with an initial \
+                 access token that allows it"
+                    .to_owned()
+            } else {
+                format!("grant_type {} is not allowed for this registration", t.as_str())
+            }));
+        }
         if !grant_types.contains(&t) {
             grant_types.push(t);
         }
@@ -98,15 +136,28 @@ pub fn validate(
     {
         return Err(meta_err("response_types may only contain code"));
     }
-    let application_type = match req.application_type.as_deref() {
-        None | Some("web") => "web",
-        Some("native") => "native",
-        Some(other) => return Err(meta_err(format!("application_type {other} is not supported (web, native)"))),
-    };
     let mut redirect_uris = Vec::new();
     for u in &req.redirect_uris {
         redirect_uris.push(RedirectUri::parse(u).map_err(|e| Error::new(Kind::InvalidRedirectUri, e.to_string()))?);
     }
+    // Schemes by application type (OpenID Connect Registration §2, RFC
+    // 8252): web = https and loopback http; native = those plus private-use
+    // schemes. Without one (most MCP clients send none, and editors register
+    // `cursor://…` beside https), the type follows from the URIs.
+    let all_web = redirect_uris.iter().all(RedirectUri::is_web);
+    let application_type = match req.application_type.as_deref() {
+        Some("web") if !all_web => {
+            return Err(Error::new(
+                Kind::InvalidRedirectUri,
+                "application_type web allows only https and loopback http redirect URIs; a private-use scheme needs application_type native",
+            ));
+        }
+        Some("web") => "web",
+        Some("native") => "native",
+        None if all_web => "web",
+        None => "native",
+        Some(other) => return Err(meta_err(format!("application_type {other} is not supported (web, native)"))),
+    };
     if let Some(name) = &req.client_name
         && (name.len() > 200 || name.chars().any(char::is_control))
     {
@@ -130,8 +181,13 @@ pub fn validate(
             meta_err(format!("{}: {}", e.key, e.problem))
         }
     })?;
-    let other: Map<String, Value> =
-        req.other.into_iter().filter(|(k, v)| KEPT.contains(&k.as_str()) && (v.is_string() || v.is_array())).collect();
+    let mut other = Map::new();
+    for (k, v) in req.other {
+        if KEPT.contains(&k.as_str()) {
+            check_metadata(&k, &v)?;
+            other.insert(k, v);
+        }
+    }
     let extras = ClientExtras { application_type: application_type.to_owned(), metadata: Value::Object(other.clone()) };
     let response = Response {
         client_id,

@@ -104,8 +104,22 @@ pub fn select_scopes(
     if asked_for_nothing && cfg.require_scope {
         return Err(Error::new(Kind::InvalidScope, "scope is required (AUTHPLANE_OAUTH_REQUIRE_SCOPE=true)"));
     }
+    if scopes.is_empty() && !asked_for_nothing {
+        // Only scopes we dropped: never widen what was asked into the
+        // resource's defaults, which may be more powerful.
+        let declared: Vec<&str> =
+            chosen.iter().flat_map(|r| r.scopes.iter().map(String::as_str)).filter(|s| allowed(s)).collect();
+        return Err(Error::new(
+            Kind::InvalidScope,
+            format!(
+                "none of the requested scopes is available for the requested resource (asked: {}; available: {})",
+                dropped.join(" "),
+                declared.join(" ")
+            ),
+        ));
+    }
     if scopes.is_empty() {
-        // No scope, or only ones we dropped: the resources' defaults.
+        // No scope asked for: the resources' defaults.
         for r in &chosen {
             for s in r.effective_default_scopes() {
                 if allowed(s) && !scopes.contains(s) {
@@ -179,8 +193,15 @@ mod tests {
         assert_eq!(g.scopes, vec!["tools/write"]);
         assert!(g.offline_access);
         assert_eq!(g.dropped, vec!["my-client-name"]);
-        let g = select_scopes(Some("files/read"), &res, &client(), &reg, &cfg).unwrap();
-        assert_eq!(g.scopes, vec!["tools/read"], "another resource's scope is dropped, defaults apply");
+        // Another resource's scope is dropped and never turns into the
+        // defaults (which could be more than was asked for).
+        let e = select_scopes(Some("files/read"), &res, &client(), &reg, &cfg).unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidScope);
+        assert!(e.description.contains("available: tools/read tools/write"), "{}", e.description);
+        let e = select_scopes(Some("my-client-name offline_access"), &res, &client(), &reg, &cfg).unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidScope, "only unknown scopes asked: refused, not widened");
+        let g = select_scopes(Some("offline_access"), &res, &client(), &reg, &cfg).unwrap();
+        assert_eq!(g.scopes, vec!["tools/read"], "nothing but offline_access asked: the defaults");
 
         let reject = OAuthConfig { unknown_scopes: UnknownScopes::Reject, ..OAuthConfig::default() };
         assert_eq!(

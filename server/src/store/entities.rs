@@ -260,6 +260,8 @@ pub mod refresh_token {
         pub family_id: String,
         pub created_at: i64,
         pub rotated_at: Option<i64>,
+        /// The successor, sealed under a key derived from this token.
+        pub successor: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

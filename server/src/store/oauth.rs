@@ -194,6 +194,7 @@ pub async fn insert_refresh<C: ConnectionTrait>(
         family_id: Set(family_id),
         created_at: Set(now),
         rotated_at: Set(None),
+        successor: Set(None),
     })
     .exec_without_returning(db)
     .await?;
@@ -207,10 +208,18 @@ pub async fn get_refresh<C: ConnectionTrait>(
     refresh_token::Entity::find_by_id(token_sha256.to_owned()).one(db).await
 }
 
-/// Marks a refresh token spent; false when it already was (reuse).
-pub async fn rotate_refresh<C: ConnectionTrait>(db: &C, token_sha256: &str, now: i64) -> Result<bool, DbErr> {
+/// Marks a refresh token spent and keeps its sealed successor, as one
+/// compare-and-swap (`rotated_at IS NULL`), so that of two replicas racing
+/// on one token exactly one wins; false when it was already spent.
+pub async fn rotate_refresh<C: ConnectionTrait>(
+    db: &C,
+    token_sha256: &str,
+    sealed_successor: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
     let r = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+        .col_expr(refresh_token::Column::Successor, Expr::value(sealed_successor))
         .filter(refresh_token::Column::TokenSha256.eq(token_sha256))
         .filter(refresh_token::Column::RotatedAt.is_null())
         .exec(db)

@@ -118,7 +118,8 @@ fn client_from(m: client::Model) -> Result<StoredClient, StoreError> {
     let c = |e: serde_json::Error| corrupt("clients", &id, e);
     let method: TokenEndpointAuthMethod =
         serde_json::from_value(serde_json::Value::String(m.token_endpoint_auth_method.clone())).map_err(c)?;
-    let redirect_uris: Vec<RedirectUri> = serde_json::from_str(&m.redirect_uris).map_err(c)?;
+    let redirect_uris: Vec<RedirectUri> =
+        serde_json::from_str::<Vec<String>>(&m.redirect_uris).map_err(c)?.into_iter().map(RedirectUri::stored).collect();
     let grant_types: Vec<GrantType> = serde_json::from_str(&m.grant_types).map_err(c)?;
     let allowed_resources: Vec<ResourceUri> = serde_json::from_str(&m.allowed_resources).map_err(c)?;
     let allowed_scopes: Vec<String> = serde_json::from_str(&m.allowed_scopes).map_err(c)?;
@@ -228,6 +229,57 @@ pub async fn delete_resource<C: ConnectionTrait>(db: &C, uri: &ResourceUri) -> R
 
 pub async fn list_clients<C: ConnectionTrait>(db: &C) -> Result<Vec<StoredClient>, StoreError> {
     client::Entity::find().order_by_asc(client::Column::ClientId).all(db).await?.into_iter().map(client_from).collect()
+}
+
+/// One page of clients in `client_id` order, after `after` (a keyset cursor).
+pub async fn list_clients_page<C: ConnectionTrait>(
+    db: &C,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<StoredClient>, StoreError> {
+    use sea_orm::QuerySelect;
+    let mut q = client::Entity::find().order_by_asc(client::Column::ClientId).limit(limit);
+    if let Some(a) = after {
+        q = q.filter(client::Column::ClientId.gt(a));
+    }
+    q.all(db).await?.into_iter().map(client_from).collect()
+}
+
+/// How many clients came from `source`.
+pub async fn count_clients<C: ConnectionTrait>(db: &C, source: Source) -> Result<u64, StoreError> {
+    use sea_orm::PaginatorTrait;
+    Ok(client::Entity::find().filter(client::Column::Source.eq(source.as_str())).count(db).await?)
+}
+
+/// Deletes dynamically registered clients that were registered before
+/// `now - unused_for` and have no token family started since then nor one
+/// still alive: clients nobody uses, whose tokens are all gone.
+pub async fn purge_unused_dcr<C: ConnectionTrait>(db: &C, now: i64, unused_for: i64) -> Result<u64, StoreError> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    use super::entities::token_family;
+    let cutoff = now - unused_for;
+    let in_use = Query::select()
+        .expr(Expr::val(1))
+        .from(token_family::Entity)
+        .and_where(
+            Expr::col((token_family::Entity, token_family::Column::ClientId))
+                .equals((Alias::new("clients"), client::Column::ClientId)),
+        )
+        .cond_where(
+            sea_orm::Condition::any().add(token_family::Column::CreatedAt.gte(cutoff)).add(
+                sea_orm::Condition::all()
+                    .add(token_family::Column::RevokedAt.is_null())
+                    .add(token_family::Column::ExpiresAt.gt(now)),
+            ),
+        )
+        .to_owned();
+    let res = client::Entity::delete_many()
+        .filter(client::Column::Source.eq(Source::Dcr.as_str()))
+        .filter(client::Column::CreatedAt.lt(cutoff))
+        .filter(Expr::exists(in_use).not())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 pub async fn get_client<C: ConnectionTrait>(db: &C, client_id: &str) -> Result<Option<StoredClient>, StoreError> {

@@ -92,7 +92,7 @@ async fn confidential_clients_get_a_secret_once_and_only_its_digest_is_kept() {
         assert!(v["error_description"].as_str().unwrap().contains(needle), "{body} -> {v}");
     }
     let (_, list) = app.admin_json(Method::GET, "/admin/clients", None).await;
-    assert_eq!(list.as_array().unwrap().len(), 3, "nothing half-written by the refused requests: {list}");
+    assert_eq!(list["clients"].as_array().unwrap().len(), 3, "nothing half-written by the refused requests: {list}");
 
     let (s, _) = app.admin_json(Method::DELETE, &format!("/admin/clients/{id}"), None).await;
     assert_eq!(s, 204);

@@ -21,6 +21,14 @@ pub async fn exchange(
     if !client.token_endpoint_auth_method.is_confidential() {
         return Err(Error::new(Kind::UnauthorizedClient, "client_credentials needs a confidential client"));
     }
+    // No implicit access: a machine token (no user, no consent) is only for
+    // resources an administrator listed for this client.
+    if client.allowed_resources.is_empty() {
+        return Err(Error::new(
+            Kind::UnauthorizedClient,
+            "client_credentials needs allowed_resources: list the resources this client may get tokens for",
+        ));
+    }
     let registry = state.registry.get();
     let resources = scopes::select_resources(&form.resource, client, &registry.resources)?;
     outcome.resource = resources.first().map(|r| r.to_string());

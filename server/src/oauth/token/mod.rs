@@ -55,12 +55,52 @@ fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
     }
 }
 
+/// Finds and authenticates the client behind `presented`, with failed
+/// attempts throttled per (client id, address), client id and address.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    presented: &Presented,
+    addr: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<clients::Client, Error> {
+    let cfg = state.config.load();
+    let throttle = cfg.limits.failure_throttle;
+    let now_ms = now.saturating_mul(1000);
+    let subject = crate::limits::Subject::Client;
+    if throttle && let Some(ms) = state.throttle.blocked(subject, &presented.client_id, addr, now_ms) {
+        return Err(Error::new(
+            Kind::ClientThrottled,
+            "too many failed client authentications for this client; retry after the Retry-After seconds",
+        )
+        .retry_after((ms as u64).div_ceil(1000)));
+    }
+    let found = clients::find_from(state, &presented.client_id, now, addr).await?;
+    let result = match found {
+        Some(c) => client_auth::verify(&c.spec, presented).map(|()| c),
+        None => Err(Error::new(Kind::InvalidClient, "client authentication failed")),
+    };
+    if throttle {
+        match &result {
+            Err(e) if e.kind == Kind::InvalidClient => {
+                let schedule = crate::limits::Schedule::from_config(&cfg.limits);
+                state.throttle.failed(subject, &presented.client_id, addr, now_ms, &schedule);
+            }
+            Ok(c) if c.spec.token_endpoint_auth_method.is_confidential() => {
+                state.throttle.succeeded(subject, &presented.client_id, addr)
+            }
+            _ => {}
+        }
+    }
+    result
+}
+
 /// Authenticates the client and runs the grant.
 #[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
 pub async fn exchange(
     state: &AppState,
     form: Form,
     authorization: Option<&str>,
+    addr: Option<std::net::IpAddr>,
     ids: &RequestIds,
     now: i64,
     outcome: &mut Outcome,
@@ -72,10 +112,7 @@ pub async fn exchange(
     let presented: Presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
     outcome.client_id = Some(presented.client_id.clone());
     span.record("client_id", presented.client_id.as_str());
-    let client = clients::find(state, &presented.client_id, now)
-        .await?
-        .ok_or_else(|| Error::new(Kind::InvalidClient, "client authentication failed"))?;
-    client_auth::verify(&client.spec, &presented)?;
+    let client = authenticate(state, &presented, addr, now).await?;
     if !client.spec.grant_types.contains(&grant) {
         return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
     }

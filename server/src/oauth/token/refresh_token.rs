@@ -38,12 +38,8 @@ pub async fn exchange(
     if family.revoked_at.is_some() {
         return Err(invalid());
     }
-    if row.rotated_at.is_some() {
-        revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
-        return Err(Error::new(
-            Kind::RefreshReuse,
-            "refresh token was already used; every token of this grant is revoked",
-        ));
+    if let Some(rotated_at) = row.rotated_at {
+        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, ids, now).await;
     }
     if family.expires_at <= now {
         return Err(invalid());
@@ -51,16 +47,15 @@ pub async fn exchange(
     let scope = narrow_scope(form.get("scope"), &family.scope)?;
     let aud = narrow_resources(&form.resource, &granted_resources)?;
 
-    let txn = state.db.begin().await?;
-    if !rows::rotate_refresh(&txn, &digest, now).await? {
-        drop(txn);
-        revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
-        return Err(Error::new(
-            Kind::RefreshReuse,
-            "refresh token was already used; every token of this grant is revoked",
-        ));
-    }
     let next = secret_token();
+    let txn = state.db.begin().await?;
+    if !rows::rotate_refresh(&txn, &digest, &seal(token, &next), now).await? {
+        // Another request (or replica) rotated it first: read what it kept.
+        drop(txn);
+        let row = rows::get_refresh(&state.db, &digest).await?.ok_or_else(invalid)?;
+        let rotated_at = row.rotated_at.unwrap_or(now);
+        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, ids, now).await;
+    }
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
     let (access_token, expires_in) = issue_access(
         state,
@@ -92,4 +87,132 @@ pub async fn exchange(
     .await?;
     txn.commit().await?;
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(next) })
+}
+
+/// A spent refresh token presented again. Within `oauth.refresh_reuse_interval`
+/// of its rotation, and while its successor is unspent, the answer is that
+/// same successor with a new access token: MCP clients run several sessions
+/// on one stored token and race on refresh. Otherwise it is reuse (RFC 9700
+/// §4.14.2): the family is revoked.
+#[allow(clippy::too_many_arguments)]
+async fn reused(
+    state: &AppState,
+    family: &crate::store::entities::token_family::Model,
+    sealed: Option<&str>,
+    token: &str,
+    rotated_at: i64,
+    form: &Form,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<TokenResponse, Error> {
+    let interval = state.config.load().oauth.refresh_reuse_interval.as_secs() as i64;
+    let successor = if interval > 0 && now - rotated_at <= interval && family.expires_at > now {
+        match sealed.and_then(|s| open(token, s)) {
+            Some(next) => match rows::get_refresh(&state.db, &sha256_hex(next.as_bytes())).await? {
+                Some(r) if r.rotated_at.is_none() => Some(next),
+                _ => None,
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let Some(next) = successor else {
+        revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
+        return Err(Error::new(
+            Kind::RefreshReuse,
+            "refresh token was already used; every token of this grant is revoked",
+        ));
+    };
+    let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
+    let scope = narrow_scope(form.get("scope"), &family.scope)?;
+    let aud = narrow_resources(&form.resource, &granted_resources)?;
+    let txn = state.db.begin().await?;
+    let (access_token, expires_in) = issue_access(
+        state,
+        &txn,
+        Subject { sub: &family.user_id, client_id: &family.client_id, aud: &aud, scope: &scope, family: Some(&family.id) },
+        now,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        crate::clock::now_ms(),
+        AuditEvent {
+            event_type: "token_refreshed",
+            outcome: "success",
+            user_id: Some(family.user_id.clone()),
+            client_id: Some(family.client_id.clone()),
+            resource: aud.first().cloned(),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+            detail: serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud, "within_reuse_interval": true}),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(next) })
+}
+
+/// The AES-256-GCM key that seals a token's successor: derived from the
+/// token itself (256 random bits), which is stored only as a digest, so the
+/// database alone cannot open it.
+fn successor_key(token: &str) -> Option<aws_lc_rs::aead::LessSafeKey> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"authplane/refresh-successor/v1\0");
+    ctx.update(token.as_bytes());
+    let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, ctx.finish().as_ref()).ok()?;
+    Some(aws_lc_rs::aead::LessSafeKey::new(key))
+}
+
+fn seal(token: &str, successor: &str) -> String {
+    use base64::Engine;
+    let nonce = crate::random::bytes::<12>();
+    let mut buf = successor.as_bytes().to_vec();
+    let sealed = successor_key(token).and_then(|k| {
+        k.seal_in_place_append_tag(aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce), aws_lc_rs::aead::Aad::empty(), &mut buf)
+            .ok()
+    });
+    if sealed.is_none() {
+        // Nothing sealed: a reuse then revokes, as without the interval.
+        return String::new();
+    }
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out)
+}
+
+fn open(token: &str, sealed: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    if raw.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, rest) = raw.split_at(12);
+    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = rest.to_vec();
+    let plain = successor_key(token)?.open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf).ok()?;
+    String::from_utf8(plain.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_successor_opens_only_with_the_token_it_was_sealed_under() {
+        let t = secret_token();
+        let next = secret_token();
+        let sealed = seal(&t, &next);
+        assert!(!sealed.contains(&next));
+        assert_eq!(open(&t, &sealed).as_deref(), Some(next.as_str()));
+        assert_eq!(open(&secret_token(), &sealed), None, "another token cannot open it");
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(open(&t, &String::from_utf8(tampered).unwrap()), None, "tampering is detected");
+        assert_eq!(open(&t, ""), None);
+        assert_ne!(seal(&t, &next), sealed, "a fresh nonce each time");
+    }
 }
