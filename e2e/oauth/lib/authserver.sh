@@ -57,6 +57,12 @@ signing:
 oauth:
   require_scope: false
   unknown_scopes: drop
+  # These suites check that a reused refresh token revokes its family at once;
+  # the reuse interval has its own tests (server/tests/api).
+  refresh_reuse_interval: 0
+limits:
+  # The suites register many clients from 127.0.0.1; e2e/abuse tests the limit.
+  registrations_per_minute: 0
 log:
   level: info
   format: logfmt
@@ -80,11 +86,13 @@ clients:
     client_secret_sha256: $(as_sha256 "$E2E_CONF_SECRET")
     redirect_uris: ["http://127.0.0.1/callback"]
     grant_types: [authorization_code, refresh_token, client_credentials]
+    allowed_resources: [$E2E_RESOURCE, $E2E_RESOURCE2]
   - client_id: $E2E_CC_CLIENT
     client_name: E2E machine client
     token_endpoint_auth_method: client_secret_post
     client_secret_sha256: $(as_sha256 "$E2E_CC_SECRET")
     grant_types: [client_credentials]
+    allowed_resources: [$E2E_RESOURCE, $E2E_RESOURCE2]
 users:
   - username: $E2E_USER
     id: user-e2e-alice

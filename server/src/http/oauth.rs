@@ -226,6 +226,10 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    let registry = state.registry.get();
+    if let Some(r) = client.allowed_resources.iter().find(|r| !registry.resources.iter().any(|x| &x.resource == *r)) {
+        return fail(Error::new(Kind::InvalidTarget, format!("allowed_resources: {r} is not a registered resource")));
+    }
     let ids = ids(&req);
     let stored = async {
         let txn = state.db.begin().await?;

@@ -22,6 +22,10 @@ pub struct Request {
     pub response_types: Option<Vec<String>>,
     pub application_type: Option<String>,
     pub scope: Option<String>,
+    /// Not in RFC 7591: the resources this client may ask for (canonicalised,
+    /// each must be registered). Needed for `client_credentials`, which a
+    /// machine client registered with an initial access token may have.
+    pub allowed_resources: Option<Vec<String>>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -42,6 +46,8 @@ pub struct Response {
     pub application_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_resources: Vec<String>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -163,6 +169,14 @@ pub fn validate(
     {
         return Err(meta_err("client_name is longer than 200 characters or has control characters"));
     }
+    let mut allowed_resources = Vec::new();
+    for r in req.allowed_resources.iter().flatten() {
+        let uri = authplane_core::ResourceUri::parse(r)
+            .map_err(|e| Error::new(Kind::InvalidTarget, format!("allowed_resources: {e}")))?;
+        if !allowed_resources.contains(&uri) {
+            allowed_resources.push(uri);
+        }
+    }
     let secret = if method.is_confidential() { secret_sha256() } else { None };
     let client = ClientConfig {
         client_id: client_id.clone(),
@@ -171,7 +185,7 @@ pub fn validate(
         client_secret_sha256: secret.as_ref().map(|(_, d)| d.clone()),
         redirect_uris,
         grant_types: grant_types.clone(),
-        allowed_resources: vec![],
+        allowed_resources,
         allowed_scopes: vec![],
     };
     validate_client("client", &client, |_| true).map_err(|e| {
@@ -201,6 +215,7 @@ pub fn validate(
         token_endpoint_auth_method: method.as_str(),
         application_type: application_type.to_owned(),
         scope: req.scope,
+        allowed_resources: client.allowed_resources.iter().map(|r| r.to_string()).collect(),
         other,
     };
     Ok((client, extras, response, secret.map(|(s, _)| s)))

@@ -453,7 +453,7 @@ impl TestApp {
     /// A confidential client created through the admin API: (id, secret).
     pub async fn confidential_client(&self, grants: &[&str]) -> (String, String) {
         let (s, v) = self
-            .admin_json(reqwest::Method::POST, "/admin/clients", Some(serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": grants, "redirect_uris": ["https://app.example.com/cb"]})))
+            .admin_json(reqwest::Method::POST, "/admin/clients", Some(serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": grants, "redirect_uris": ["https://app.example.com/cb"], "allowed_resources": [RESOURCE]})))
             .await;
         assert_eq!(s, 201, "{v}");
         (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())

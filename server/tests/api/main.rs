@@ -14,3 +14,4 @@ mod keys;
 mod logs;
 mod metrics;
 mod oauth;
+mod security;

@@ -6,7 +6,12 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn code_flow_issues_an_audience_bound_es256_token_and_rotates_refresh_tokens() {
-    let app = spawn_app().await;
+    // Reuse detection at once (the reuse interval has its own test).
+    let app = spawn_with(|dir, db| Spawn {
+        config: Some(base_config(dir, db)),
+        env: vec![("AUTHPLANE_OAUTH_REFRESH_REUSE_INTERVAL".into(), "0".into())],
+    })
+    .await;
     let b = Browser::new(&app);
     // The resource in a spelling clients send (MCP-CLIENTS.md quirk 3).
     let login =
@@ -220,10 +225,16 @@ async fn resources_and_scopes_follow_rfc_8707_and_the_config() {
     assert_eq!(l.query()["error"], "invalid_target");
     let l = b.authorize(&[("resource", "https://x.example/mcp#frag")]).await;
     assert_eq!(l.query()["error"], "invalid_target");
-    // No resource with one registered: that one. Unknown scopes dropped; none → defaults.
-    let code = b.code_for(&[("resource", ""), ("scope", "my-client-name")]).await;
+    // No resource with one registered: that one. Unknown scopes dropped
+    // (what was asked and known is granted); no scope → the defaults; only
+    // unknown ones → invalid_scope, never the defaults (issue 11, finding 8).
+    let code = b.code_for(&[("resource", ""), ("scope", "my-client-name tools/write")]).await;
+    let (_, t) = app.exchange(&code).await;
+    assert_eq!(t["scope"], "tools/write");
+    let code = Browser::new(&app).code_for(&[("resource", ""), ("scope", "")]).await;
     let (_, t) = app.exchange(&code).await;
     assert_eq!(t["scope"], "tools/read");
+    assert_eq!(b.authorize(&[("scope", "my-client-name")]).await.query()["error"], "invalid_scope");
     assert_eq!(jwt_part(t["access_token"].as_str().unwrap(), 1)["aud"], json!([RESOURCE]));
 
     let strict = spawn_with(|dir, db| Spawn {
@@ -618,7 +629,12 @@ async fn client_id_metadata_documents_are_fetched_with_ssrf_rules() {
     let https_loopback = format!("https://127.0.0.1:{port}/oauth/client.json");
     let l =
         Browser::new(&prod).authorize(&[("client_id", &https_loopback), ("redirect_uri", "http://127.0.0.1/cb")]).await;
-    assert!(matches!(&l, Landing::Page(400, p) if p.contains("forbidden address")), "{l:?}");
+    // The caller is told nothing of addresses (issue 11, finding 7); the log is.
+    assert!(matches!(&l, Landing::Page(400, p) if p.contains("could not be fetched") && !p.contains("127.0.0.1:")), "{l:?}");
+    eventually(5, "the refusal's detail in the log", || async {
+        prod.logs().iter().any(|l| l.contains("forbidden address 127.0.0.1"))
+    })
+    .await;
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), before, "nothing was fetched");
 }
 
