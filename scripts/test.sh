@@ -36,6 +36,9 @@ fi
 step "OAuth flows driven by independent clients and Chromium (e2e/oauth)"
 e2e/oauth/run.sh
 
+step "the black-box probe of the public endpoints, bounded (e2e/abuse)"
+e2e/abuse/run.sh
+
 step "OpenTelemetry traces into a real collector (e2e/otel)"
 e2e/otel/run.sh
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub audit: crate::store::audit::Sink,
     /// Concurrent argon2 verifications (sized at start).
     pub hash_gate: crate::limits::HashGate,
+    /// argon2 working memory, one buffer per hashing slot, reused.
+    pub password_memory: crate::password::Memory,
     /// Failed sign-ins and client authentications.
     pub throttle: crate::limits::Throttle,
     pub registration_rate: crate::limits::PerAddressRate,
@@ -113,6 +115,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         clients: Default::default(),
         audit,
         hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
+        password_memory: Default::default(),
         throttle: Default::default(),
         registration_rate: Default::default(),
         cimd_rate: Default::default(),

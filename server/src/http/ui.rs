@@ -21,7 +21,7 @@ use crate::oauth::form::Form;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth::{self as rows, AuthRequestRow, CodeRow};
 use crate::store::registry as reg;
-use crate::{clock, password, random};
+use crate::{clock, random};
 
 pub const SESSION_COOKIE: &str = "authplane_session";
 pub const FLOW_COOKIE: &str = "authplane_flow";
@@ -393,8 +393,9 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5u64));
         return res;
     };
+    let st = state.clone();
     let pw_ok = web::block(move || {
-        let ok = password::verify(&password, &hash);
+        let ok = st.password_memory.verify(&password, &hash);
         drop(permit);
         ok
     })
