@@ -32,7 +32,9 @@ pub enum RedirectUriError {
     BadCharacter(String),
     #[error("'{0}' is not in canonical form; register it as '{1}'")]
     NotCanonical(String, String),
-    #[error("'{0}' uses a network scheme that is not a redirect target (https, loopback http, or a private-use scheme)")]
+    #[error(
+        "'{0}' uses a network scheme that is not a redirect target (https, loopback http, or a private-use scheme)"
+    )]
     UnsupportedScheme(String),
 }
 
@@ -40,9 +42,35 @@ const DANGEROUS_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "
 /// Well-known network schemes that are neither https nor private-use (RFC
 /// 8252 §7.1): a browser would hand them to another program or protocol.
 const NETWORK_SCHEMES: &[&str] = &[
-    "ftp", "ftps", "sftp", "ws", "wss", "gopher", "mailto", "tel", "sms", "news", "nntp", "telnet", "ssh", "smb",
-    "ldap", "ldaps", "irc", "ircs", "git", "svn", "rtsp", "sip", "sips", "xmpp", "urn", "view-source", "chrome",
-    "intent", "ms-settings",
+    "ftp",
+    "ftps",
+    "sftp",
+    "ws",
+    "wss",
+    "gopher",
+    "mailto",
+    "tel",
+    "sms",
+    "news",
+    "nntp",
+    "telnet",
+    "ssh",
+    "smb",
+    "ldap",
+    "ldaps",
+    "irc",
+    "ircs",
+    "git",
+    "svn",
+    "rtsp",
+    "sip",
+    "sips",
+    "xmpp",
+    "urn",
+    "view-source",
+    "chrome",
+    "intent",
+    "ms-settings",
 ];
 
 impl RedirectUri {

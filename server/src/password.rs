@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn a_hash_asking_for_too_much_memory_never_verifies() {
-        let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
+        let huge =
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
         assert!(!verify("anything", huge));
     }
 }

@@ -78,8 +78,7 @@ fn form_body(req: &HttpRequest, body: &Bytes) -> Result<Form, Error> {
 /// forwarded address when the peer is one of `server.trusted_proxies`.
 pub fn client_addr(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
     let cfg = state.config.load();
-    let forwarded: Vec<&str> =
-        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
     let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
     crate::limits::client_ip(req.peer_addr().map(|a| a.ip()), forwarded.as_deref(), &cfg.server.trusted_proxies)
 }
@@ -179,11 +178,13 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         }
         RegistrationPolicy::Open => {}
     }
-    if let Err(secs) = state.registration_rate.check(client_addr(&state, &req), cfg.limits.registrations_per_minute)
-    {
+    if let Err(secs) = state.registration_rate.check(client_addr(&state, &req), cfg.limits.registrations_per_minute) {
         return fail(
-            Error::new(Kind::RateLimited, "too many registrations from this address; register once and keep the client id")
-                .retry_after(secs),
+            Error::new(
+                Kind::RateLimited,
+                "too many registrations from this address; register once and keep the client id",
+            )
+            .retry_after(secs),
         );
     }
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -7,10 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::HttpResponse;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
@@ -156,11 +156,7 @@ impl Observer {
         let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(limit) = self.body_deadline {
             let inner = req.take_payload();
-            let stream = DeadlinePayload {
-                inner,
-                sleep: Box::pin(tokio::time::sleep(limit)),
-                fired: fired.clone(),
-            };
+            let stream = DeadlinePayload { inner, sleep: Box::pin(tokio::time::sleep(limit)), fired: fired.clone() };
             let boxed: std::pin::Pin<
                 Box<dyn futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>>,
             > = Box::pin(stream);

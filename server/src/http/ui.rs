@@ -364,8 +364,7 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
             "Too many failed sign-in attempts. For your account's safety, wait {} and try again.",
             human_wait(secs)
         );
-        let mut res =
-            render_login(&state, &row, &v, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now).await;
+        let mut res = render_login(&state, &row, &v, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now).await;
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return res;
     }

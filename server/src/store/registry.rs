@@ -118,8 +118,11 @@ fn client_from(m: client::Model) -> Result<StoredClient, StoreError> {
     let c = |e: serde_json::Error| corrupt("clients", &id, e);
     let method: TokenEndpointAuthMethod =
         serde_json::from_value(serde_json::Value::String(m.token_endpoint_auth_method.clone())).map_err(c)?;
-    let redirect_uris: Vec<RedirectUri> =
-        serde_json::from_str::<Vec<String>>(&m.redirect_uris).map_err(c)?.into_iter().map(RedirectUri::stored).collect();
+    let redirect_uris: Vec<RedirectUri> = serde_json::from_str::<Vec<String>>(&m.redirect_uris)
+        .map_err(c)?
+        .into_iter()
+        .map(RedirectUri::stored)
+        .collect();
     let grant_types: Vec<GrantType> = serde_json::from_str(&m.grant_types).map_err(c)?;
     let allowed_resources: Vec<ResourceUri> = serde_json::from_str(&m.allowed_resources).map_err(c)?;
     let allowed_scopes: Vec<String> = serde_json::from_str(&m.allowed_scopes).map_err(c)?;
@@ -255,8 +258,8 @@ pub async fn count_clients<C: ConnectionTrait>(db: &C, source: Source) -> Result
 /// `now - unused_for` and have no token family started since then nor one
 /// still alive: clients nobody uses, whose tokens are all gone.
 pub async fn purge_unused_dcr<C: ConnectionTrait>(db: &C, now: i64, unused_for: i64) -> Result<u64, StoreError> {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
     use super::entities::token_family;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
     let cutoff = now - unused_for;
     let in_use = Query::select()
         .expr(Expr::val(1))

@@ -630,7 +630,10 @@ async fn client_id_metadata_documents_are_fetched_with_ssrf_rules() {
     let l =
         Browser::new(&prod).authorize(&[("client_id", &https_loopback), ("redirect_uri", "http://127.0.0.1/cb")]).await;
     // The caller is told nothing of addresses (issue 11, finding 7); the log is.
-    assert!(matches!(&l, Landing::Page(400, p) if p.contains("could not be fetched") && !p.contains("127.0.0.1:")), "{l:?}");
+    assert!(
+        matches!(&l, Landing::Page(400, p) if p.contains("could not be fetched") && !p.contains("127.0.0.1:")),
+        "{l:?}"
+    );
     eventually(5, "the refusal's detail in the log", || async {
         prod.logs().iter().any(|l| l.contains("forbidden address 127.0.0.1"))
     })

@@ -58,9 +58,8 @@ async fn open_registration_never_yields_machine_tokens() {
     assert_eq!((s, e["error"].as_str()), (400, Some("unauthorized_client")), "{e}");
     // With the resource listed, it works.
     let me = app.confidential_client(&["client_credentials"]).await;
-    let (s, t) = app
-        .token(&[("grant_type", "client_credentials"), ("client_id", &me.0), ("client_secret", &me.1)])
-        .await;
+    let (s, t) =
+        app.token(&[("grant_type", "client_credentials"), ("client_id", &me.0), ("client_secret", &me.1)]).await;
     assert_eq!(s, 200, "{t}");
 }
 
@@ -108,8 +107,11 @@ async fn an_unknown_scope_never_widens_what_is_granted() {
         let me = me.clone();
         let app = &app;
         async move {
-            let mut form =
-                vec![("grant_type", "client_credentials"), ("client_id", me.0.as_str()), ("client_secret", me.1.as_str())];
+            let mut form = vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", me.0.as_str()),
+                ("client_secret", me.1.as_str()),
+            ];
             if !scope.is_empty() {
                 form.push(("scope", scope));
             }
@@ -225,8 +227,11 @@ async fn repeated_wrong_client_secrets_are_throttled() {
     let app = spawn_app().await;
     let me = app.confidential_client(&["client_credentials"]).await;
     let try_secret = |secret: &str| {
-        let form =
-            vec![("grant_type", "client_credentials".to_owned()), ("client_id", me.0.clone()), ("client_secret", secret.to_owned())];
+        let form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", me.0.clone()),
+            ("client_secret", secret.to_owned()),
+        ];
         let app = &app;
         async move {
             let res = app.http.post(format!("{}/oauth/token", app.public)).form(&form).send().await.unwrap();
@@ -293,7 +298,10 @@ async fn password_hashing_is_bounded_and_the_queue_times_out() {
 async fn a_slow_body_is_cut_at_the_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_with(|dir, db| Spawn {
-        config: Some(base_config(dir, db).replace("  shutdown_timeout: 5s\n", "  shutdown_timeout: 5s\n  request_read_timeout: 1s\n")),
+        config: Some(
+            base_config(dir, db)
+                .replace("  shutdown_timeout: 5s\n", "  shutdown_timeout: 5s\n  request_read_timeout: 1s\n"),
+        ),
         env: vec![],
     })
     .await;
@@ -301,9 +309,12 @@ async fn a_slow_body_is_cut_at_the_read_timeout() {
     for path in ["/oauth/token", "/oauth/register", "/ui/login", "/oauth/introspect"] {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let ct = if path == "/oauth/register" { "application/json" } else { "application/x-www-form-urlencoded" };
-        s.write_all(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: 1000\r\n\r\nabc").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: 1000\r\n\r\nabc")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
         // The server must answer and close; bound our own wait generously.
@@ -374,7 +385,10 @@ async fn registration_refuses_malformed_uris_and_content_types() {
         assert_eq!((s, v["error"].as_str()), (400, Some("invalid_client_metadata")), "{k}={bad:?} -> {v}");
     }
     for ct in [None, Some("text/plain")] {
-        let mut r = app.http.post(format!("{}/oauth/register", app.public)).body(r#"{"redirect_uris":["https://a.example/cb"]}"#);
+        let mut r = app
+            .http
+            .post(format!("{}/oauth/register", app.public))
+            .body(r#"{"redirect_uris":["https://a.example/cb"]}"#);
         if let Some(ct) = ct {
             r = r.header("content-type", ct);
         }

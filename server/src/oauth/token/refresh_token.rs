@@ -131,7 +131,13 @@ async fn reused(
     let (access_token, expires_in) = issue_access(
         state,
         &txn,
-        Subject { sub: &family.user_id, client_id: &family.client_id, aud: &aud, scope: &scope, family: Some(&family.id) },
+        Subject {
+            sub: &family.user_id,
+            client_id: &family.client_id,
+            aud: &aud,
+            scope: &scope,
+            family: Some(&family.id),
+        },
         now,
     )
     .await?;
@@ -171,8 +177,12 @@ fn seal(token: &str, successor: &str) -> String {
     let nonce = crate::random::bytes::<12>();
     let mut buf = successor.as_bytes().to_vec();
     let sealed = successor_key(token).and_then(|k| {
-        k.seal_in_place_append_tag(aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce), aws_lc_rs::aead::Aad::empty(), &mut buf)
-            .ok()
+        k.seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+            aws_lc_rs::aead::Aad::empty(),
+            &mut buf,
+        )
+        .ok()
     });
     if sealed.is_none() {
         // Nothing sealed: a reuse then revokes, as without the interval.
