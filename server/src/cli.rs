@@ -42,11 +42,37 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Walk the debugging checklist against a running deployment and name
+    /// the fault (docs/debugging-checklist.md, steps 1–10).
+    Doctor(DoctorArgs),
     /// Helpers for operators.
     Util {
         #[command(subcommand)]
         command: UtilCommand,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// AuthPlane's issuer (its public base URL, port 9000).
+    #[arg(long)]
+    pub issuer: String,
+    /// The admin listener (port 9001): metrics (step 7) and, with
+    /// AUTHPLANE_ADMIN_API_KEY, the audit trail (step 10).
+    #[arg(long)]
+    pub admin_url: Option<String>,
+    /// The protected resource's URI as registered (checks its PRM and the token's aud).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// The MCP endpoint to call (step 6); also the resource when --resource is absent.
+    #[arg(long)]
+    pub mcp_url: Option<String>,
+    /// An access token to check (steps 4, 5, 6, 10); `-` reads it from stdin.
+    /// Never printed in full.
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Subcommand, Debug)]

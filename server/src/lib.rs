@@ -10,6 +10,7 @@ pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod configfile;
+pub mod doctor;
 pub mod http;
 pub mod keys;
 pub mod limits;

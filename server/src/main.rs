@@ -69,6 +69,31 @@ fn run(cli: Cli) -> Result<(), String> {
                 Ok(())
             })
         }
+        Command::Doctor(args) => {
+            let token = match args.token.as_deref() {
+                Some("-") => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut t)
+                        .map_err(|e| format!("cannot read the token from stdin: {e}"))?;
+                    Some(t.trim().to_owned())
+                }
+                other => other.map(str::to_owned),
+            };
+            let target = authplane_server::doctor::Target {
+                issuer: args.issuer,
+                admin_url: args.admin_url,
+                resource: args.resource,
+                mcp_url: args.mcp_url,
+                token,
+                admin_key: std::env::var("AUTHPLANE_ADMIN_API_KEY").ok().filter(|k| !k.is_empty()),
+            };
+            let report = runtime()?.block_on(authplane_server::doctor::run(&target, authplane_server::clock::now()));
+            match args.output {
+                cli::Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                cli::Output::Table => print!("{}", authplane_server::doctor::render(&report)),
+            }
+            if report.ok { Ok(()) } else { Err("doctor: a step failed (see its fix above)".into()) }
+        }
         Command::Admin(args) => {
             let text = runtime()?.block_on(cli::run_admin(args))?;
             println!("{text}");

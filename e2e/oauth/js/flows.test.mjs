@@ -107,16 +107,21 @@ describe('dynamic client registration (RFC 7591)', () => {
   });
 
   it('registers a confidential client with oauth4webapi and gets a generated secret', async () => {
-    const res = await oauth.dynamicClientRegistrationRequest(as, { redirect_uris: ['http://127.0.0.1/callback'], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token', 'client_credentials'], client_name: 'oauth4webapi confidential' }, insecure);
+    const res = await oauth.dynamicClientRegistrationRequest(as, { redirect_uris: ['http://127.0.0.1/callback'], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'], client_name: 'oauth4webapi confidential' }, insecure);
     assert.equal(res.headers.get('cache-control'), 'no-store');
     const reg = await oauth.processDynamicClientRegistrationResponse(res);
     assert.ok(reg.client_id);
     assert.ok(typeof reg.client_secret === 'string' && Buffer.from(reg.client_secret, 'base64url').length >= 32, 'secret of at least 256 bits');
-    // It can use its secret at once.
+    // It can authenticate with its secret at once (introspection needs a confidential client).
     const c = { client_id: reg.client_id, ...insecure };
-    const r = await oauth.clientCredentialsGrantRequest(as, c, oauth.ClientSecretBasic(reg.client_secret), { resource: env.resource, scope: 'tools/read' }, insecure);
-    const t = await oauth.processClientCredentialsResponse(as, c, r);
-    await verifyAccessToken(t.access_token, { clientId: reg.client_id, sub: reg.client_id, scope: 'tools/read' });
+    const r = await oauth.introspectionRequest(as, c, oauth.ClientSecretBasic(reg.client_secret), 'not-a-token', insecure);
+    const intro = await oauth.processIntrospectionResponse(as, c, r);
+    assert.equal(intro.active, false);
+  });
+
+  it('open registration never gives client_credentials (machine tokens are for admin-made clients)', async () => {
+    const res = await oauth.dynamicClientRegistrationRequest(as, { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['client_credentials'] }, insecure);
+    await assert.rejects(oauth.processDynamicClientRegistrationResponse(res), (e) => e.error === 'invalid_client_metadata');
   });
 
   it('refuses a javascript: redirect URI with invalid_redirect_uri', async () => {

@@ -147,7 +147,7 @@ def test_client_credentials(env, metadata, jwks, method):
 def test_admin_created_client_credentials(env, metadata, jwks):
     """A client made with the admin API (one-time secret) works with authlib."""
     key = __import__("os").environ["E2E_ADMIN_KEY"]
-    r = requests.post(f"{env.admin_url}/admin/clients", headers={"authorization": f"Bearer {key}"}, json={"client_id": "py-admin-made", "token_endpoint_auth_method": "client_secret_basic", "grant_types": ["client_credentials"]}, timeout=10)
+    r = requests.post(f"{env.admin_url}/admin/clients", headers={"authorization": f"Bearer {key}"}, json={"client_id": "py-admin-made", "token_endpoint_auth_method": "client_secret_basic", "grant_types": ["client_credentials"], "allowed_resources": [env.resource2]}, timeout=10)
     assert r.status_code in (200, 201), r.text
     secret = r.json()["client_secret"]
     oauth = OAuth2Session("py-admin-made", secret, token_endpoint_auth_method="client_secret_basic")

@@ -46,7 +46,7 @@ async fn database_loss_degrades_health_and_recovery_restores_it() {
 /// Makes the database unusable for real and returns how to undo it:
 /// SQLite — the file disappears (as when a volume is lost); Postgres — the
 /// database refuses connections and the server's are terminated.
-async fn lose_database(app: &TestApp) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+pub(crate) async fn lose_database(app: &TestApp) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
     if let Some(base) = postgres_base() {
         use sea_orm::ConnectionTrait;
         let name = app.db_url.rsplit('/').next().unwrap().to_owned();
