@@ -15,4 +15,5 @@ mod keys;
 mod logs;
 mod metrics;
 mod oauth;
+mod quirks;
 mod security;
