@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod config;
 mod discovery;
+mod docs;
 mod doctor;
 mod health;
 mod helpers;
