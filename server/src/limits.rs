@@ -172,6 +172,10 @@ impl Throttle {
     /// Milliseconds the caller must still wait, if any key is blocked.
     pub fn blocked(&self, subject: Subject, account: &str, addr: Option<IpAddr>, now_ms: i64) -> Option<i64> {
         let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            // The usual case on the token path: nothing to look up or build.
+            return None;
+        }
         keys(subject, account, addr)
             .iter()
             .filter_map(|k| map.get(k))
@@ -214,6 +218,9 @@ impl Throttle {
     /// address's: one right password must not reset a spraying address).
     pub fn succeeded(&self, subject: Subject, account: &str, addr: Option<IpAddr>) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
         for k in keys(subject, account, addr) {
             if !matches!(k, Key::Address(..)) {
                 map.remove(&k);
