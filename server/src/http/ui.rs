@@ -358,8 +358,9 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     {
         let secs = (ms as u64).div_ceil(1000);
         let e = Error::new(Kind::LoginThrottled, format!("too many failed sign-ins; retry in {secs} s"));
+        // Counted per refused attempt; the audit row was written when the
+        // delay began (below), so a flood of attempts writes no rows.
         denied(&state, &e, "login refused", Some(&v.client_id), None);
-        login_audit(&state, &req, "login_throttled", &v.client_id, &username, Some(secs)).await;
         let msg = format!(
             "Too many failed sign-in attempts. For your account's safety, wait {} and try again.",
             human_wait(secs)
@@ -409,11 +410,18 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     let Some(user) = user.filter(|_| pw_ok && !username.is_empty()) else {
         let e = Error::new(Kind::LoginFailed, "wrong username or password");
         denied(&state, &e, "login failed", Some(&v.client_id), None);
-        if limits.failure_throttle {
+        let imposed_ms = if limits.failure_throttle {
             let schedule = crate::limits::Schedule::from_config(&limits);
-            state.throttle.failed(subject, &username, addr, now_ms, &schedule);
-        }
+            state.throttle.failed(subject, &username, addr, now_ms, &schedule)
+        } else {
+            0
+        };
         login_audit(&state, &req, "login_failed", &v.client_id, &username, None).await;
+        if imposed_ms > 0 {
+            let secs = (imposed_ms as u64).div_ceil(1000);
+            tracing::warn!(client_id = %v.client_id, retry_after_s = secs, "sign-ins throttled after repeated failures");
+            login_audit(&state, &req, "login_throttled", &v.client_id, &username, Some(secs)).await;
+        }
         return render_login(
             &state,
             &row,
@@ -448,7 +456,8 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     res
 }
 
-/// One audit row for a refused sign-in (`login_failed`, `login_throttled`).
+/// One audit row for a refused sign-in (`login_failed`), or for the start of
+/// a throttling delay (`login_throttled`, with its length).
 async fn login_audit(
     state: &AppState,
     req: &HttpRequest,

@@ -552,12 +552,15 @@ async fn metadata_document_failures_tell_nothing_internal_and_are_cached() {
     // The same failing id again is answered from the failure cache: no new
     // fetch, so no new log line about it.
     let refused = || app.logs().iter().filter(|l| l.contains("client metadata document refused")).count();
+    // Log lines arrive through a pipe: wait for the three fetches' lines.
+    eventually(5, "three refusals logged", || async { refused() == 3 }).await;
+    assert!(app.logs().iter().any(|l| l.contains("forbidden address 10.0.0.1")), "the detail is in the log");
     let n = refused();
     let again = b.authorize(&[("client_id", "https://10.0.0.1/client.json")]).await;
     let Landing::Page(400, html) = &again else { panic!("{again:?}") };
     assert!(html.contains("failed recently"), "{html}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(refused(), n, "no second fetch");
-    assert!(app.logs().iter().any(|l| l.contains("forbidden address 10.0.0.1")), "the detail is in the log");
 }
 
 /// Finding 9: the admin listener binds loopback unless configured, and an
