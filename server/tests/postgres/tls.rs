@@ -15,8 +15,17 @@ fn start(db_url: &str, extra: &[&str]) -> Result<TestApp, String> {
     let config = base_config(dir.path(), db_url).replacen("database:\n", &format!("database:\n{keys}"), 1);
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).unwrap();
-    launch(dir, path, db_url.to_owned(), &[]).wait()
+    let result = launch(dir, path, db_url.to_owned(), &[]).wait();
+    // Every URL here carries a password (trust auth ignores it): never logged.
+    let log = match &result {
+        Ok(app) => app.logs().join("\n"),
+        Err(log) => log.clone(),
+    };
+    assert!(!log.contains(PASSWORD), "the database password was logged:\n{log}");
+    result
 }
+
+const PASSWORD: &str = "hunter2-db-password";
 
 fn started_line(app: &TestApp) -> String {
     app.logs().into_iter().find(|l| l.contains("authserver started")).unwrap()
@@ -33,6 +42,7 @@ fn refused(result: Result<TestApp, String>, cause: &str) -> String {
         .find(|l| l.contains("authserver cannot start"))
         .unwrap_or_else(|| panic!("no ErrStartup line:\n{log}"))
         .to_owned();
+    eprintln!("refused as expected: {line}");
     assert!(line.contains(cause), "expected {cause:?} in: {line}");
     assert!(line.contains("fix:"), "no fix named in: {line}");
     // The plain stderr line says the same on one line too.
@@ -46,8 +56,8 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
     let certs = Certs::make();
     let pg = Cluster::start(Some(certs.dir.path()), "");
     let port = pg.port();
-    let by_name = format!("postgres://postgres@localhost:{port}/postgres");
-    let by_ip = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let by_name = format!("postgres://postgres:{PASSWORD}@localhost:{port}/postgres");
+    let by_ip = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
     let ca = certs.path("ca.crt");
     let other_ca = certs.path("other-ca.crt");
     assert!(Path::new(&ca).exists());
@@ -92,7 +102,7 @@ async fn tls_modes_against_a_server_with_a_test_ca() {
     );
 
     // A plain-text server: require and verify-full refuse, prefer falls back and says off.
-    let plain = format!("{plain_base}/postgres");
+    let plain = format!("{}/postgres", plain_base.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1));
     refused(start(&plain, &["sslmode: require"]), "does not offer TLS");
     refused(start(&plain, &["sslmode: verify-full", &format!("sslrootcert: {ca}")]), "does not offer TLS");
     let app = start(&plain, &[]).unwrap();
