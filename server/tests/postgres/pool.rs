@@ -173,3 +173,71 @@ async fn out_of_connections_gives_503_and_the_server_recovers() {
     assert!(!app.logs().iter().any(|l| l.contains("panicked")), "a panic was logged");
     assert!(app.logs().iter().any(|l| l.contains("database reachable again")), "recovery is logged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_waiting_past_the_pool_timeout_get_503_and_the_rest_complete() {
+    if shared().is_none() {
+        return;
+    }
+    let pg = Cluster::start(None, "");
+    let db_url = format!("{}/postgres", pg.base);
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path(), &db_url).replacen(
+        "database:\n",
+        "database:\n  max_connections: 4\n  acquire_timeout: 1s\n",
+        1,
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let mut app = launch(dir, path, db_url.clone(), &[]).wait().unwrap();
+    let ep = Endpoints::of(&app);
+    assert_eq!(create_client(&ep).await.status(), 201);
+    let check = connect(&db_url).await;
+    let clients_before = scalar(&check, "SELECT count(*) FROM clients").await;
+
+    // A long-running writer elsewhere: every insert into clients blocks, so
+    // the app's 4 connections stay busy and later requests queue for one.
+    let mut blocker = PgConnection::connect(&db_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE clients IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let a = ep.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let res = create_client(&a).await;
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body, t.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+
+    let (mut created, mut unavailable) = (0, 0);
+    let mut fastest_503 = Duration::MAX;
+    for t in tasks {
+        let (status, body, took) = t.await.unwrap();
+        match status {
+            201 => created += 1,
+            503 => {
+                unavailable += 1;
+                fastest_503 = fastest_503.min(took);
+                assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+            }
+            s => panic!("unexpected {s} {body}"),
+        }
+    }
+    eprintln!(
+        "20 writes behind a 3 s table lock, pool of 4, acquire_timeout 1s: {created} created after the lock, {unavailable} answered 503 (first after {} ms)",
+        fastest_503.as_millis()
+    );
+    assert!(unavailable > 0, "no request waited past the pool timeout");
+    assert!(created > 0, "the requests holding connections should complete once the lock goes");
+    assert!(fastest_503 >= Duration::from_millis(900), "503 before the pool timeout: {fastest_503:?}");
+    assert_eq!(scalar(&check, "SELECT count(*) FROM clients").await, clients_before + created);
+    assert!(app.is_running());
+    eventually(10, "/health ok", || async { app.health().await.0 == 200 }).await;
+    assert_eq!(create_client(&ep).await.status(), 201);
+}
