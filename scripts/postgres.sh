@@ -6,6 +6,9 @@
 #   scripts/postgres.sh stop    # stops it and removes the directory
 #
 # State lives in $AUTHPLANE_PG_STATE (default .tmp/postgres in the clone).
+# Tests that need a differently configured server start their own with:
+#   AUTHPLANE_PG_SSL_DIR=DIR    DIR/server.crt and DIR/server.key: TLS on
+#   AUTHPLANE_PG_EXTRA_OPTS=... more server options, e.g. "-c max_connections=8"
 set -euo pipefail
 
 state="${AUTHPLANE_PG_STATE:-$(cd "$(dirname "$0")/.." && pwd)/.tmp/postgres}"
@@ -45,9 +48,17 @@ start() {
   if [ "$(id -u)" = 0 ]; then chown postgres "$state"; fi
   as_pg "$bin/initdb" -D "$state/data" -U postgres -A trust --no-sync -E UTF8 >"$state/initdb.log" 2>&1 \
     || { cat "$state/initdb.log" >&2; exit 1; }
+  local extra="${AUTHPLANE_PG_EXTRA_OPTS:-}"
+  if [ -n "${AUTHPLANE_PG_SSL_DIR:-}" ]; then
+    # Postgres wants its key owned by the server's user with mode 0600.
+    install -m 0644 "$AUTHPLANE_PG_SSL_DIR/server.crt" "$state/server.crt"
+    install -m 0600 "$AUTHPLANE_PG_SSL_DIR/server.key" "$state/server.key"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$state/server.crt" "$state/server.key"; fi
+    extra="$extra -c ssl=on -c ssl_cert_file=$state/server.crt -c ssl_key_file=$state/server.key"
+  fi
   # Durability is irrelevant for a throw-away test cluster; speed is not.
   as_pg "$bin/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 60 \
-    -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-p $port -k $state -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 $extra" \
     start >/dev/null || { cat "$state/server.log" >&2; exit 1; }
   echo "$port" >"$state/port"
   echo "export AUTHPLANE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port"

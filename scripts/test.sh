@@ -25,6 +25,8 @@ step "server integration tests (PostgreSQL)"
 eval "$(scripts/postgres.sh start)"
 trap 'scripts/postgres.sh stop' EXIT
 cargo test --workspace --locked --test api
+# Replicas, TLS and the pool under pressure; starts more servers of its own.
+cargo test --workspace --locked --test postgres
 scripts/postgres.sh stop
 trap - EXIT
 

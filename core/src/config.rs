@@ -96,6 +96,16 @@ pub struct DatabaseConfig {
     pub url: Secret<String>,
     pub max_connections: u32,
     pub connect_timeout: Duration,
+    // Postgres TLS and the pool under load (issue 19).
+    /// Postgres TLS, as libpq's `sslmode`. Unset: the URL's `sslmode`, else `prefer`.
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CA(s) that sign the Postgres server certificate (a
+    /// mounted Secret); for `verify-ca` / `verify-full`. Unset: the URL's
+    /// `sslrootcert`, else the public web roots.
+    pub sslrootcert: Option<String>,
+    /// How long a request waits for a pooled connection before it is answered
+    /// 503 `temporarily_unavailable`.
+    pub acquire_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -104,7 +114,44 @@ impl Default for DatabaseConfig {
             url: Secret::new("sqlite://data/authplane.db?mode=rwc".into()),
             max_connections: 10,
             connect_timeout: Duration::from_secs(5),
+            sslmode: None,
+            sslrootcert: None,
+            acquire_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// libpq's `sslmode` values (<https://www.postgresql.org/docs/current/libpq-ssl.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS when the server offers it, unverified; else plain text.
+    Prefer,
+    /// TLS, certificate not verified.
+    Require,
+    /// TLS, certificate chain verified; host name not checked.
+    VerifyCa,
+    /// TLS, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -699,6 +746,48 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return Err(err(k("database.max_connections"), Some("0"), "must be at least 1", "set e.g. 10"));
+        }
+        if self.database.kind() == DatabaseKind::Sqlite {
+            if let Some(mode) = self.database.sslmode {
+                return Err(err(
+                    k("database.sslmode"),
+                    Some(mode.as_str()),
+                    "only applies to postgres:// URLs",
+                    "remove it, or point database.url at Postgres",
+                ));
+            }
+            if let Some(path) = &self.database.sslrootcert {
+                return Err(err(
+                    k("database.sslrootcert"),
+                    Some(path),
+                    "only applies to postgres:// URLs",
+                    "remove it, or point database.url at Postgres",
+                ));
+            }
+        }
+        if self.database.sslrootcert.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(err(
+                k("database.sslrootcert"),
+                Some(""),
+                "empty",
+                "set the path of the CA's PEM file, or remove the key",
+            ));
+        }
+        if matches!(self.database.sslmode, Some(SslMode::Disable | SslMode::Prefer | SslMode::Require))
+            && let Some(path) = &self.database.sslrootcert
+        {
+            return Err(err(
+                k("database.sslrootcert"),
+                Some(path),
+                format!(
+                    "is not used with database.sslmode = {}: the certificate is not verified",
+                    self.database.sslmode.map(SslMode::as_str).unwrap_or_default()
+                ),
+                "set database.sslmode to verify-full (or verify-ca)",
+            ));
+        }
+        if self.database.acquire_timeout.is_zero() {
+            return Err(err(k("database.acquire_timeout"), Some("0s"), "must be longer than zero", "set e.g. 5s"));
         }
 
         // signing
@@ -1313,6 +1402,36 @@ mod tests {
             let e = Config::load(Some(("c", &yaml)), vec![]).unwrap_err();
             assert!(e.to_string().contains(needle), "{yaml}\n=> {e}");
         }
+    }
+
+    #[test]
+    fn postgres_tls_keys_parse_and_are_checked() {
+        let pg = ("AUTHPLANE_DATABASE_URL", "postgres://app:s3cret@db:5432/authplane");
+        let l = Config::load(
+            None,
+            env(&[pg, ("AUTHPLANE_DATABASE_SSLMODE", "verify-full"), ("AUTHPLANE_DATABASE_SSLROOTCERT", "/ca.pem")]),
+        )
+        .unwrap();
+        assert_eq!(l.config.database.sslmode, Some(SslMode::VerifyFull));
+        assert_eq!(l.config.database.sslrootcert.as_deref(), Some("/ca.pem"));
+        let yaml = "database:\n  url: postgres://db/x\n  sslmode: verify-ca\n  acquire_timeout: 2s\n";
+        let l = Config::load(Some(("c.yaml", yaml)), vec![]).unwrap();
+        assert_eq!(l.config.database.sslmode, Some(SslMode::VerifyCa));
+        assert_eq!(l.config.database.acquire_timeout, Duration::from_secs(2));
+
+        let e = Config::load(None, env(&[pg, ("AUTHPLANE_DATABASE_SSLMODE", "verify_full")])).unwrap_err();
+        assert!(e.key.contains("AUTHPLANE_DATABASE_SSLMODE"), "{e}");
+        let e = Config::load(None, env(&[("AUTHPLANE_DATABASE_SSLMODE", "require")])).unwrap_err();
+        assert!(e.to_string().contains("only applies to postgres"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[pg, ("AUTHPLANE_DATABASE_SSLMODE", "require"), ("AUTHPLANE_DATABASE_SSLROOTCERT", "/ca.pem")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("verify-full"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = Config::load(None, env(&[pg, ("AUTHPLANE_DATABASE_ACQUIRE_TIMEOUT", "0s")])).unwrap_err();
+        assert!(e.key.contains("database.acquire_timeout"), "{e}");
     }
 
     #[test]

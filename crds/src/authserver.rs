@@ -153,6 +153,26 @@ pub struct PostgresSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_connections: Option<i32>,
+    /// TLS to Postgres, as libpq's `sslmode`. Unset: `verify-full` when
+    /// `caSecretRef` is set, else the URL's `sslmode` (default `prefer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<PostgresSslMode>,
+    /// A Secret key holding the PEM CA bundle that signs the Postgres server
+    /// certificate (RDS's global-bundle.pem, Cloud SQL's server-ca.pem).
+    /// Mounted into the pods and set as `database.sslrootcert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// libpq's `sslmode` values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresSslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
 }
 
 /// Three-phase rotation (publish → sign → retire): a new key is published in

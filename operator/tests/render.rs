@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use authplane_core::config::{Config, TokenEndpointAuthMethod};
-use authplane_crds::authserver::{PostgresSpec, SqliteSpec};
+use authplane_core::config::{Config, SslMode, TokenEndpointAuthMethod};
+use authplane_crds::authserver::{PostgresSpec, PostgresSslMode, SqliteSpec};
 use authplane_crds::{AuthServer, OAuthClient, ProtectedResource, SecretKeyRef};
 use authplane_operator::render::config::{ClientIn, ResourceIn, Verdict, registry, render, to_yaml};
 use authplane_operator::render::objects::{self, Owner};
@@ -164,6 +164,8 @@ fn deployment_runs_the_server_as_specified() {
     pg.spec.database.postgres = Some(PostgresSpec {
         url_secret_ref: SecretKeyRef { name: "db".into(), key: "url".into() },
         max_connections: Some(5),
+        ssl_mode: None,
+        ca_secret_ref: None,
     });
     let d = objects::deployment(&owner, &pg.spec, "img:1");
     assert!(d.spec.strategy.is_none());
@@ -172,6 +174,30 @@ fn deployment_runs_the_server_as_specified() {
     assert_eq!(url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "db");
     let rendered = render(&pg.spec, &Default::default()).unwrap();
     assert_eq!(rendered.config.database.max_connections, 5);
+    assert_eq!((rendered.config.database.sslmode, rendered.config.database.sslrootcert), (None, None));
+
+    // A CA Secret: mounted as a directory, set as sslrootcert, verify-full by default.
+    let mut tls = pg.clone();
+    tls.spec.database.postgres.as_mut().unwrap().ca_secret_ref =
+        Some(SecretKeyRef { name: "rds-ca".into(), key: "global-bundle.pem".into() });
+    let d = objects::deployment(&owner, &tls.spec, "img:1");
+    let pod = d.spec.template.spec.as_ref().unwrap();
+    let vol = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "postgres-ca").unwrap();
+    let secret = vol.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("rds-ca"));
+    let item = &secret.items.as_ref().unwrap()[0];
+    assert_eq!((item.key.as_str(), item.path.as_str()), ("global-bundle.pem", "ca.crt"));
+    let m = pod.containers[0].volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "postgres-ca").unwrap();
+    assert_eq!((m.mount_path.as_str(), m.sub_path.as_deref()), ("/etc/authplane/postgres-ca", None));
+    let rendered = render(&tls.spec, &Default::default()).unwrap();
+    assert_eq!(rendered.config.database.sslmode, Some(SslMode::VerifyFull));
+    assert_eq!(rendered.config.database.sslrootcert.as_deref(), Some("/etc/authplane/postgres-ca/ca.crt"));
+    tls.spec.database.postgres.as_mut().unwrap().ssl_mode = Some(PostgresSslMode::VerifyCa);
+    assert_eq!(render(&tls.spec, &Default::default()).unwrap().config.database.sslmode, Some(SslMode::VerifyCa));
+    // A CA with a mode that does not verify is refused, naming the field.
+    tls.spec.database.postgres.as_mut().unwrap().ssl_mode = Some(PostgresSslMode::Require);
+    let e = render(&tls.spec, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("spec.database.postgres.sslMode"), "{e}");
 }
 
 #[test]

@@ -78,9 +78,16 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     let metrics = Metrics::new();
     let (mut db, db_info) = store::connect(&cfg.database).await?;
     store::instrument(&mut db, &db_info, metrics.clone());
-    let applied = store::migrate(&db)
-        .await
-        .map_err(|e| format!("database migration failed: {}", store::one_line(&e.to_string())))?;
+    if db_info.tls == Some(store::pg::Tls::Unverified) {
+        tracing::warn!(
+            db_tls = "unverified",
+            "Postgres TLS is on but the server certificate is not verified: set database.sslmode=verify-full and database.sslrootcert"
+        );
+    }
+    // Replicas starting together take turns here: the schema, the config's
+    // rows and the first signing key are written by one at a time.
+    let lock = store::startup_lock(&cfg.database).await?;
+    let applied = store::migrate(&db).await?;
     if applied > 0 {
         tracing::info!(applied, db = %db_info.kind, "migrations applied");
     }
@@ -96,6 +103,9 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     let keys = KeyManager::open(key_store, Timings::from_config(&cfg), clock::now()).await.map_err(|e| {
         format!("signing keys: {e} (fix: repair or remove the key, or check signing.key_store / signing.key_dir)")
     })?;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
 
     let admin_key = configfile::admin_key(&cfg)?;
     let registry = Registry::default();
@@ -180,6 +190,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
         issuer = %cfg.server.issuer,
         db = %state.db_info.kind,
         db_url = %state.db_info.redacted_url,
+        db_tls = state.db_info.tls.map_or("n/a", store::pg::Tls::as_str),
         key_store = %state.keys.describe_store(),
         kid = %kid,
         version = crate::build_info::VERSION,

@@ -62,9 +62,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let loaded = configfile::load(config_path.as_deref())?;
             runtime()?.block_on(async {
                 let (db, info) = store::connect(&loaded.config.database).await?;
-                let n = store::migrate(&db)
-                    .await
-                    .map_err(|e| format!("migration failed: {}", store::one_line(&e.to_string())))?;
+                // The same lock as `serve`, so a migrate Job and starting replicas take turns.
+                let lock = store::startup_lock(&loaded.config.database).await?;
+                let n = store::migrate(&db).await?;
+                if let Some(lock) = lock {
+                    lock.release().await;
+                }
                 println!("{n} migration(s) applied to {} ({})", info.redacted_url, info.kind);
                 Ok(())
             })
@@ -107,14 +110,21 @@ fn run(cli: Cli) -> Result<(), String> {
                     KeyStoreKind::File => KeyStore::File { dir: cfg.signing.key_dir.clone().into() },
                     KeyStoreKind::Db => {
                         let (db, _) = store::connect(&cfg.database).await?;
-                        store::migrate(&db).await.map_err(|e| format!("migration failed: {e}"))?;
                         KeyStore::Db { db }
                     }
                 };
                 let now = clock::now();
+                let mut lock = None;
+                if let KeyStore::Db { db } = &store {
+                    lock = store::startup_lock(&cfg.database).await?;
+                    store::migrate(db).await?;
+                }
                 let keys = KeyManager::open(store, Timings::from_config(&cfg), now)
                     .await
                     .map_err(|e| format!("signing keys: {e}"))?;
+                if let Some(lock) = lock {
+                    lock.release().await;
+                }
                 match command {
                     KeysCommand::List { output } => {
                         let list = keys.list(now);

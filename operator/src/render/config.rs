@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use authplane_core::config::{
-    ClientConfig, Config, ConfigError, GrantType, KeyStoreKind, LogFormat, RegistrationPolicy, ResourceConfig,
+    ClientConfig, Config, ConfigError, GrantType, KeyStoreKind, LogFormat, RegistrationPolicy, ResourceConfig, SslMode,
     TokenEndpointAuthMethod, validate_client, validate_resource,
 };
 use authplane_core::redirect::RedirectUri;
 use authplane_core::{Duration, ResourceUri, Secret};
-use authplane_crds::authserver::{self, AuthServerSpec, Registration};
+use authplane_crds::authserver::{self, AuthServerSpec, PostgresSslMode, Registration};
 use authplane_crds::oauthclient::{self, AuthMethod, ClientType, OAuthClientSpec};
 use authplane_crds::protectedresource::ProtectedResourceSpec;
 use k8s_openapi::jiff::Timestamp;
@@ -252,6 +252,13 @@ pub fn render(spec: &AuthServerSpec, registry: &Registry) -> Result<Rendered, Sp
             if let Some(n) = pg.max_connections {
                 c.database.max_connections = u32::try_from(n).unwrap_or(10);
             }
+            // A CA is given to be checked against: verify-full unless told otherwise.
+            c.database.sslmode = match (pg.ssl_mode, &pg.ca_secret_ref) {
+                (Some(m), _) => Some(ssl_mode(m)),
+                (None, Some(_)) => Some(SslMode::VerifyFull),
+                (None, None) => None,
+            };
+            c.database.sslrootcert = pg.ca_secret_ref.as_ref().map(|_| paths::postgres_ca_file());
         }
         None => c.database.url = Secret::new(paths::sqlite_url()),
     }
@@ -289,6 +296,16 @@ pub fn render(spec: &AuthServerSpec, registry: &Registry) -> Result<Rendered, Sp
     Ok(Rendered { config: c, rotation_interval })
 }
 
+fn ssl_mode(m: PostgresSslMode) -> SslMode {
+    match m {
+        PostgresSslMode::Disable => SslMode::Disable,
+        PostgresSslMode::Prefer => SslMode::Prefer,
+        PostgresSslMode::Require => SslMode::Require,
+        PostgresSslMode::VerifyCa => SslMode::VerifyCa,
+        PostgresSslMode::VerifyFull => SslMode::VerifyFull,
+    }
+}
+
 /// Values the pods get from the environment (Secrets the operator never
 /// reads), stood in for so that validation sees a complete config.
 fn check_env(spec: &AuthServerSpec) -> Vec<(String, String)> {
@@ -306,6 +323,7 @@ fn check_env(spec: &AuthServerSpec) -> Vec<(String, String)> {
 fn spec_error(e: &ConfigError) -> String {
     let field = match e.key.as_str() {
         "server.issuer" => "spec.issuer",
+        "database.sslmode" | "database.sslrootcert" => "spec.database.postgres.sslMode",
         "signing.rotation_interval" => "spec.signing.rotationInterval",
         "signing.publish_ahead" => "spec.signing.publishAhead",
         "signing.retire_after" => "spec.signing.overlap",

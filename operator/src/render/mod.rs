@@ -32,6 +32,13 @@ pub mod paths {
     pub const ADMIN_KEY_FILE_NAME: &str = "api-key";
     pub const DATA_DIR: &str = "/var/lib/authplane";
     pub const POSTGRES_PLACEHOLDER: &str = "postgres://from-env-AUTHPLANE_DATABASE_URL@invalid/authplane";
+    /// `spec.database.postgres.caSecretRef` is mounted here as `ca.crt`.
+    pub const POSTGRES_CA_DIR: &str = "/etc/authplane/postgres-ca";
+    pub const POSTGRES_CA_FILE_NAME: &str = "ca.crt";
+
+    pub fn postgres_ca_file() -> String {
+        format!("{POSTGRES_CA_DIR}/{POSTGRES_CA_FILE_NAME}")
+    }
 
     pub fn config_file() -> String {
         format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}")

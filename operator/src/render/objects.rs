@@ -195,7 +195,22 @@ pub fn deployment(owner: &Owner, spec: &AuthServerSpec, image: &str) -> Deployme
         mounts.push(mount("admin-api-key", paths::ADMIN_DIR));
     }
     match &spec.database.postgres {
-        Some(pg) => env.push(env_from_secret("AUTHPLANE_DATABASE_URL", &pg.url_secret_ref)),
+        Some(pg) => {
+            env.push(env_from_secret("AUTHPLANE_DATABASE_URL", &pg.url_secret_ref));
+            // A directory mount (not subPath), so a rotated CA reaches the pod.
+            if let Some(ca) = &pg.ca_secret_ref {
+                volumes.push(secret_volume(
+                    "postgres-ca",
+                    &ca.name,
+                    Some(vec![KeyToPath {
+                        key: ca.key.clone(),
+                        path: paths::POSTGRES_CA_FILE_NAME.into(),
+                        ..KeyToPath::default()
+                    }]),
+                ));
+                mounts.push(mount("postgres-ca", paths::POSTGRES_CA_DIR));
+            }
+        }
         None => {
             let claim = spec.database.sqlite.as_ref().and_then(|s| s.volume_claim_name.clone());
             volumes.push(Volume {

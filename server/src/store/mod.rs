@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod entities;
 pub mod oauth;
+pub mod pg;
 pub mod registry;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct DbInfo {
     pub redacted_url: String,
     /// The SQLite file, when there is one (not `:memory:`).
     pub sqlite_path: Option<PathBuf>,
+    /// Postgres only: whether the session is encrypted and how it was verified.
+    pub tls: Option<pg::Tls>,
 }
 
 /// The file behind a `sqlite:` URL, if any.
@@ -52,7 +55,8 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
     let url = cfg.url.expose().clone();
     let kind = cfg.kind();
-    let info = DbInfo { kind, redacted_url: cfg.redacted_url(), sqlite_path: sqlite_path(&url) };
+    let mut info = DbInfo { kind, redacted_url: cfg.redacted_url(), sqlite_path: sqlite_path(&url), tls: None };
+    let pg_opts = if kind == DatabaseKind::Postgres { Some(pg::connect_options(cfg)?) } else { None };
     if let Some(path) = &info.sqlite_path
         && let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
@@ -69,7 +73,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
     opts.max_connections(pool)
         .min_connections(1)
         .connect_timeout(cfg.connect_timeout.to_std())
-        .acquire_timeout(cfg.connect_timeout.to_std())
+        .acquire_timeout(cfg.acquire_timeout.to_std())
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -79,9 +83,25 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
         });
-    let db = Database::connect(opts).await.map_err(|e| {
-        format!("cannot connect to the database at {}: {} (fix: check AUTHPLANE_DATABASE_URL / database.url and that the database is reachable)", info.redacted_url, one_line(&e.to_string()))
+    if pg_opts.is_some() {
+        let tls = pg::TlsOverrides::from_config(cfg)?;
+        opts.map_sqlx_postgres_opts(move |o| tls.apply(o));
+    }
+    let db = Database::connect(opts).await.map_err(|e| match &pg_opts {
+        Some(pg) => format!(
+            "cannot connect to the database at {}: {}",
+            info.redacted_url,
+            pg::explain_connect_error(&e.to_string(), pg.get_ssl_mode())
+        ),
+        None => format!(
+            "cannot connect to the database at {}: {} (fix: check AUTHPLANE_DATABASE_URL / database.url and that the database is reachable)",
+            info.redacted_url,
+            one_line(&e.to_string())
+        ),
     })?;
+    if let Some(pg) = &pg_opts {
+        info.tls = Some(pg::tls_in_use(&db, pg.get_ssl_mode()).await?);
+    }
     Ok((db, info))
 }
 
@@ -114,10 +134,34 @@ pub fn pool_stats(db: &Db) -> Option<(u32, usize, u32)> {
     }
 }
 
-/// Applies pending migrations.
-pub async fn migrate(db: &Db) -> Result<usize, DbErr> {
-    let pending = Migrator::get_pending_migrations(db).await?.len();
-    Migrator::up(db, None).await?;
+/// Takes the Postgres start-up lock (see [`pg::StartupLock`]); `None` for
+/// SQLite, where one file has one writer and replicas are not supported.
+/// Hold it across [`migrate`], the config sync and opening the key store,
+/// then [`pg::StartupLock::release`] it.
+pub async fn startup_lock(cfg: &DatabaseConfig) -> Result<Option<pg::StartupLock>, String> {
+    if cfg.kind() != DatabaseKind::Postgres {
+        return Ok(None);
+    }
+    let opts = pg::connect_options(cfg)?;
+    pg::StartupLock::acquire(&opts).await.map(Some)
+}
+
+/// Refuses a schema newer than this build, then applies pending migrations.
+/// Call under [`startup_lock`]: concurrent `CREATE TABLE`s on Postgres
+/// fail with a duplicate key in `pg_type`.
+pub async fn migrate(db: &Db) -> Result<usize, String> {
+    let failed = |e: DbErr| format!("database migration failed: {}", one_line(&e.to_string()));
+    let applied = Migrator::get_migration_models(db).await.map_err(failed)?;
+    let known: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    if let Some(newer) = applied.iter().find(|m| !known.contains(&m.version)) {
+        return Err(format!(
+            "the database schema is newer than this authserver {}: migration {} was applied by a later version (fix: run that version or newer; to roll back, restore the database backup taken before the upgrade)",
+            crate::build_info::VERSION,
+            newer.version
+        ));
+    }
+    let pending = known.len().saturating_sub(applied.len());
+    Migrator::up(db, None).await.map_err(failed)?;
     Ok(pending)
 }
 

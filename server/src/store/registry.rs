@@ -351,6 +351,9 @@ pub struct SyncReport {
 /// are deleted. Rows created through the admin API or DCR are left alone.
 pub async fn sync_config(db: &super::Db, cfg: &Config, now: i64) -> Result<SyncReport, StoreError> {
     let txn = db.begin().await?;
+    // Replicas re-read a changed config file within seconds of each other:
+    // one at a time, or two inserts of one new entry collide.
+    super::pg::lock_for_transaction(&txn, super::pg::CONFIG_SYNC_LOCK_KEY).await?;
     let mut report = SyncReport::default();
 
     let want: HashSet<String> = cfg.resources.iter().map(|r| r.resource.to_string()).collect();

@@ -126,6 +126,23 @@ pub async fn spawn_with(f: impl FnOnce(&Path, &str) -> Spawn) -> TestApp {
 }
 
 pub fn start(dir: tempfile::TempDir, config_path: PathBuf, db_url: String, env: &[(String, String)]) -> TestApp {
+    match launch(dir, config_path, db_url, env).wait() {
+        Ok(app) => app,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A started process that has not yet said "authserver started".
+pub struct Launching {
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    db_url: String,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts the binary without waiting, so several can start at once.
+pub fn launch(dir: tempfile::TempDir, config_path: PathBuf, db_url: String, env: &[(String, String)]) -> Launching {
     let mut child = command(&["--config", config_path.to_str().unwrap(), "serve"], env)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
@@ -144,27 +161,42 @@ pub fn start(dir: tempfile::TempDir, config_path: PathBuf, db_url: String, env: 
             }
         });
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let started = loop {
-        if let Some(l) = logs.lock().unwrap().iter().find(|l| l.contains("authserver started")) {
-            break l.clone();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("authserver exited with {status} before starting:\n{}", logs.lock().unwrap().join("\n"));
-        }
-        assert!(Instant::now() < deadline, "authserver did not start:\n{}", logs.lock().unwrap().join("\n"));
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (public, admin) = if started.starts_with('{') {
-        let v: Value = serde_json::from_str(&started).unwrap();
-        (format!("http://{}", v["public"].as_str().unwrap()), format!("http://{}", v["admin"].as_str().unwrap()))
-    } else {
-        (
-            format!("http://{}", field(&started, "public").unwrap()),
-            format!("http://{}", field(&started, "admin").unwrap()),
-        )
-    };
-    TestApp { dir, config_path, db_url, public, admin, http: reqwest::Client::new(), child, logs }
+    Launching { dir, config_path, db_url, child, logs }
+}
+
+impl Launching {
+    /// Waits for "authserver started"; `Err` (exit status and log) when the
+    /// process exits first.
+    pub fn wait(mut self) -> Result<TestApp, String> {
+        let logs = self.logs.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = loop {
+            if let Some(l) = logs.lock().unwrap().iter().find(|l| l.contains("authserver started")) {
+                break l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!(
+                    "authserver exited with {status} before starting:\n{}",
+                    logs.lock().unwrap().join("\n")
+                ));
+            }
+            assert!(Instant::now() < deadline, "authserver did not start:\n{}", logs.lock().unwrap().join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (public, admin) = if started.starts_with('{') {
+            let v: Value = serde_json::from_str(&started).unwrap();
+            (format!("http://{}", v["public"].as_str().unwrap()), format!("http://{}", v["admin"].as_str().unwrap()))
+        } else {
+            (
+                format!("http://{}", field(&started, "public").unwrap()),
+                format!("http://{}", field(&started, "admin").unwrap()),
+            )
+        };
+        let Launching { dir, config_path, db_url, child, logs } = self;
+        Ok(TestApp { dir, config_path, db_url, public, admin, http: reqwest::Client::new(), child, logs })
+    }
 }
 
 /// The value of `key=` in a logfmt line (unquoted values only).
@@ -227,6 +259,12 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Whether the process is still running (it did not exit or panic).
+    #[allow(dead_code)] // used by the postgres test binary, which shares this file
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGTERM, then the exit status.
