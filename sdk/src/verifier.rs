@@ -260,7 +260,7 @@ impl Verifier {
         let payload = jws::decode_payload(jws.payload_b64)?;
         let want = Expectations {
             issuer: self.inner.resource.issuer(),
-            resource: self.inner.resource.resource(),
+            resource: &self.inner.resource.inner.resource,
             leeway: self.inner.policy.leeway,
         };
         let mut claims = claims::check(&payload, &want, now)?;
