@@ -12,6 +12,8 @@ use crate::{Claims, ProtectedResource, VerifyError};
 pub struct Challenge {
     resource_metadata: String,
     default_scope: String,
+    /// `Retry-After` of a 503 when keys could not be had.
+    retry_after: u32,
 }
 
 impl Challenge {
@@ -19,7 +21,13 @@ impl Challenge {
         Challenge {
             resource_metadata: resource.metadata_url().to_owned(),
             default_scope: resource.default_scopes().join(" "),
+            retry_after: 30,
         }
+    }
+
+    pub(crate) fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = secs;
+        self
     }
 
     /// `Bearer resource_metadata="…", scope="…"[, error="…", error_description="…"]`
@@ -165,7 +173,7 @@ pub(crate) fn body_too_large() -> Rejection {
 pub(crate) fn invalid_token(ch: &Challenge, e: &VerifyError) -> Rejection {
     if e.is_unavailable() {
         let mut r = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, None, e.code(), e.description(), e.err_name());
-        r.headers.push((RETRY_AFTER, HeaderValue::from_static("30")));
+        r.headers.push((RETRY_AFTER, HeaderValue::from(ch.retry_after)));
         return r;
     }
     Rejection::new(
@@ -242,9 +250,16 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
-        let r = invalid_token(&challenge(), &VerifyError::KeysUnavailable("down".into()));
-        assert_eq!(r.status, 503);
-        assert!(r.www_authenticate().is_none());
+        for e in [
+            VerifyError::KeysUnavailable("down".into()),
+            VerifyError::KeysRefreshTimeout { timeout_ms: 2000 },
+            VerifyError::KeysStale { age: 90_000, max_age: 86_400 },
+        ] {
+            let r = invalid_token(&challenge(), &e);
+            assert_eq!(r.status, 503, "{e}");
+            assert!(r.www_authenticate().is_none());
+            assert!(r.headers.iter().any(|(k, v)| k == RETRY_AFTER && v == "30"), "{e}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod config;
 mod error;
 pub mod jwks;
 mod jws;
+mod logs;
 pub mod mcp;
 mod middleware;
 pub mod prm;
