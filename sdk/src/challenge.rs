@@ -158,6 +158,34 @@ pub(crate) fn not_wired() -> Rejection {
     )
 }
 
+/// 404 for an MCP session that is not the caller's or does not exist: the
+/// same status and body rmcp gives a session it does not have, so a caller
+/// cannot tell another principal's session from none.
+pub(crate) fn session_not_found() -> Rejection {
+    Rejection {
+        status: StatusCode::NOT_FOUND,
+        headers: vec![
+            (CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body: bytes::Bytes::from_static(b"Not Found: Session not found"),
+        err_name: "ErrSessionNotFound",
+    }
+}
+
+/// 503 when the session registry is full; the client may retry.
+pub(crate) fn too_many_sessions(retry_after: u32) -> Rejection {
+    let mut r = Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "temporarily_unavailable",
+        "Too many open sessions; retry later",
+        "ErrSessionLimit",
+    );
+    r.headers.push((RETRY_AFTER, HeaderValue::from(retry_after)));
+    r
+}
+
 /// 413 when a body that must be inspected for tool scopes is too large.
 pub(crate) fn body_too_large() -> Rejection {
     Rejection::new(
