@@ -234,7 +234,7 @@ async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<Authentic
             Err(challenge::missing_token(&ch))
         }
         Credentials::Invalid(why) => {
-            tracing::warn!(error = "ErrInvalidRequest", code = "invalid_request", detail = why, "token rejected");
+            crate::middleware::log_invalid_request(&ch, why);
             Err(challenge::invalid_request(&ch, why))
         }
     };

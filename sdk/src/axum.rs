@@ -219,7 +219,7 @@ async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Authenticated,
             return Err(challenge::missing_token(ch));
         }
         Credentials::Invalid(why) => {
-            tracing::warn!(error = "ErrInvalidRequest", code = "invalid_request", detail = why, "token rejected");
+            crate::middleware::log_invalid_request(ch, why);
             return Err(challenge::invalid_request(ch, why));
         }
     };

@@ -14,6 +14,9 @@ pub struct Challenge {
     default_scope: String,
     /// `Retry-After` of a 503 when keys could not be had.
     retry_after: u32,
+    /// Samples and counts the WARN lines of this resource's refusals (the
+    /// verifier's and the middleware's alike).
+    pub(crate) logs: crate::logs::LogSampler,
 }
 
 impl Challenge {
@@ -22,6 +25,7 @@ impl Challenge {
             resource_metadata: resource.metadata_url().to_owned(),
             default_scope: resource.default_scopes().join(" "),
             retry_after: 30,
+            logs: crate::logs::LogSampler::default(),
         }
     }
 

@@ -26,7 +26,7 @@ use crate::challenge::Challenge;
 use crate::claims::{self, Expectations};
 use crate::clock::{Clock, SystemClock};
 use crate::jwks::{self, KeySet};
-use crate::logs::{self, LogSampler, Sample, clip};
+use crate::logs::{self, Sample, clip};
 use crate::{Claims, FetchError, ProtectedResource, VerifyError, jws};
 
 /// Timings of the key cache and the clock-skew tolerance, in seconds.
@@ -75,8 +75,8 @@ pub struct VerifierStats {
     pub discoveries: u64,
     /// `kid`s of the cached key set.
     pub kids: Vec<String>,
-    /// Refused tokens by error name (`ErrTokenExpired`, …), logged or not:
-    /// the WARN lines are sampled (10 per reason per minute).
+    /// Refusals by error name (`ErrTokenExpired`, `ErrInsufficientScope`,
+    /// …), logged or not: the WARN lines are sampled (10 per reason per minute).
     pub rejections: std::collections::BTreeMap<String, u64>,
 }
 
@@ -133,7 +133,6 @@ impl VerifierBuilder {
                 last_unknown_kid_fetch: AtomicI64::new(i64::MIN),
                 refreshing: AtomicBool::new(false),
                 attempts_done: tokio::sync::watch::Sender::new(0),
-                logs: LogSampler::default(),
                 jwks_fetches: AtomicU64::new(0),
                 jwks_fetch_failures: AtomicU64::new(0),
                 discoveries: AtomicU64::new(0),
@@ -178,7 +177,6 @@ struct Inner {
     refreshing: AtomicBool,
     /// Counts completed spawned refreshes; requests with an unknown `kid` wait on it.
     attempts_done: tokio::sync::watch::Sender<u64>,
-    logs: LogSampler,
     jwks_fetches: AtomicU64,
     jwks_fetch_failures: AtomicU64,
     discoveries: AtomicU64,
@@ -252,7 +250,7 @@ impl Verifier {
             jwks_fetch_failures: i.jwks_fetch_failures.load(Ordering::Relaxed),
             discoveries: i.discoveries.load(Ordering::Relaxed),
             kids: self.current_keys().kids().into_iter().map(str::to_owned).collect(),
-            rejections: i.logs.counts(),
+            rejections: i.challenge.logs.counts(),
         }
     }
 
@@ -345,7 +343,9 @@ impl Verifier {
             // Sampled per reason and counted (VerifierStats::rejections): a
             // flood of bad tokens must not become a flood of lines.
             Err(e) => {
-                if let Sample::Log { suppressed } = self.inner.logs.sample(e.err_name(), self.inner.clock.now()) {
+                if let Sample::Log { suppressed } =
+                    self.inner.challenge.logs.sample(e.err_name(), self.inner.clock.now())
+                {
                     tracing::warn!(
                         error = e.err_name(),
                         code = e.code(),

@@ -527,6 +527,39 @@ mod log_lines {
     }
 
     #[tokio::test]
+    async fn middleware_refusals_are_sampled_and_counted_too() {
+        use axum::body::Body;
+        use tower::ServiceExt;
+        let auth = AuthServer::start();
+        let key = auth.keys().remove(0);
+        let verifier = Verifier::new(resource(&auth.issuer));
+        let read = mint(Some(&key), &[token("t", "key", header(&key), claims(&auth.issuer, "tools/read"))])
+            .remove("t")
+            .unwrap();
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(|| async { "ok" }))
+            .layer(authplane_sdk::axum::BearerAuthLayer::new(verifier.clone()).tool_scope("add_note", "tools/write"));
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add_note"}});
+        let (guard, logs) = capture_logs();
+        for i in 0..30 {
+            let auth_header = if i % 2 == 0 { format!("Bearer {read}") } else { "Bearer ".to_owned() };
+            let req = http::Request::post("/mcp")
+                .header("authorization", auth_header)
+                .body(Body::from(call.to_string()))
+                .unwrap();
+            let status = app.clone().oneshot(req).await.unwrap().status();
+            assert!(status == 403 || status == 400, "{status}");
+        }
+        drop(guard);
+        let text = logs_text(&logs);
+        let lines = |e: &str| text.lines().filter(|l| l.contains(&format!("error={e} "))).count();
+        assert_eq!(lines("ErrInsufficientScope"), 10, "{text}");
+        assert_eq!(lines("ErrInvalidRequest"), 10, "{text}");
+        let counts = verifier.stats().rejections;
+        assert_eq!((counts["ErrInsufficientScope"], counts["ErrInvalidRequest"]), (15, 15));
+    }
+
+    #[tokio::test]
     async fn a_token_with_331_audiences_prints_a_short_line() {
         let auth = AuthServer::start();
         let key = auth.keys().remove(0);
