@@ -381,12 +381,17 @@ impl Sessions {
             st.sessions.remove(sid);
             st.stats.evicted_per_principal += 1;
         }
-        if !evicted.is_empty() {
+        // Sampled like the refusals: a storm of initializes by one token
+        // must not become a storm of lines.
+        if !evicted.is_empty()
+            && let Sample::Log { suppressed } = self.inner.logs.sample("SessionEvicted", now)
+        {
             tracing::info!(
                 sub = %clip(&principal.sub, logs::MAX_LOGGED_CLAIM_BYTES),
                 client_id = %clip(&principal.client_id, logs::MAX_LOGGED_CLAIM_BYTES),
                 evicted = evicted.len(),
                 per_principal = self.inner.limits.per_principal,
+                suppressed,
                 "session evicted"
             );
         }

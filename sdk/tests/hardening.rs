@@ -176,10 +176,15 @@ mod axum_sessions {
 
         // Per principal: a storm of initializes by one token holds two sessions.
         let mut ids = Vec::new();
+        let (guard, logs) = capture_logs();
         for _ in 0..50 {
             ids.push(initialize(&app, &t["probe"]).await);
         }
+        drop(guard);
+        let evicted_lines = logs_text(&logs).lines().filter(|l| l.contains(r#"msg="session evicted""#)).count();
+        assert_eq!(evicted_lines, 10, "sampled: 10 lines for 48 evictions");
         assert_eq!(sessions.stats().open, 2);
+        assert_eq!(sessions.stats().evicted_per_principal, 48);
         assert_eq!(closed.lock().unwrap().len(), 48, "the MCP server is told to close each evicted session");
         assert_eq!(call(&app, Method::GET, &t["probe"], Some(&ids[0])).await.0, StatusCode::NOT_FOUND);
         assert_eq!(call(&app, Method::GET, &t["probe"], Some(&ids[49])).await.0, StatusCode::OK);

@@ -109,9 +109,9 @@ try {
 
   const last = samples[samples.length - 1].rss_mb;
   const summary = {
-    count, principals, concurrency, unbounded: opt.unbounded, seconds: secs, statuses, samples,
+    count, principals, concurrency, rounds, unbounded: opt.unbounded, seconds: secs, statuses, samples,
     max_rss_mb: Math.max(...samples.map((s) => s.rss_mb)), bound_mb: maxRssMb,
-    evictions: mcp.lines.filter((l) => l.includes('msg="session evicted"')).length,
+    log_lines: mcp.lines.length,
   };
   console.log(JSON.stringify(summary, null, 2));
   if (last > maxRssMb) {
