@@ -3,6 +3,34 @@
 //! Clients send the same resource in several spellings (MCP-CLIENTS.md quirk 3:
 //! a trailing slash on a bare origin, upper-case hosts, explicit default ports).
 //! Everything that compares or stores a resource goes through [`ResourceUri`].
+//!
+//! # The audience rule
+//!
+//! Written down once, here, and used on both sides: the AS canonicalises the
+//! `resource` parameter (RFC 8707 §2) with [`ResourceUri::parse`] and writes
+//! that canonical string into `aud`; a resource server (the SDK) accepts a
+//! token when one `aud` value [`ResourceUri::is_same_resource`] as its own
+//! canonical URI. Two spellings name the same resource when their canonical
+//! forms are equal, and the canonical form is the WHATWG URL parse (the `url`
+//! crate) of the input, then:
+//!
+//! | spelling | canonical | why |
+//! |---|---|---|
+//! | `HTTP://x.test/mcp`, `http://X.TEST/mcp`, `http://LOCALHOST:8080/mcp` | `http://x.test/mcp`, `http://localhost:8080/mcp` | scheme and host are case-insensitive (RFC 3986 §6.2.2.1) |
+//! | `https://x.test:443/mcp`, `http://x.test:80/mcp` | port dropped | default port (RFC 3986 §6.2.3) |
+//! | `https://x.test/mcp/`, `https://x.test/` | `https://x.test/mcp`, `https://x.test` | one trailing slash: clients and SDKs add one to a bare origin (MCP-CLIENTS.md quirk 3; MCP: canonical URI has no trailing slash) |
+//! | `https://x.test/./mcp`, `https://x.test/a/../mcp` | `https://x.test/mcp` | dot segments removed (RFC 3986 §5.2.4) |
+//! | `  https://x.test/mcp ` | `https://x.test/mcp` | leading and trailing spaces and C0 controls stripped (WHATWG URL) |
+//! | `https://x.test/%7Emcp` | kept as is | percent-encoding is not decoded: `%7E` and `~` stay different (conservative) |
+//! | `https://x.test/MCP` | kept as is | the path is case-sensitive |
+//! | `https://x.test/mcp//` | `https://x.test/mcp/` | only one trailing slash is removed |
+//!
+//! Anything else differs: another scheme, host, port, path or query. A
+//! fragment or user information is refused outright (RFC 8707 §2), so no
+//! token can name such an audience. The point of accepting the spellings above
+//! is that every one of them denotes the same server endpoint, so a client
+//! that sent one of them asked for exactly this resource; nothing else is
+//! widened.
 
 use std::fmt;
 
@@ -64,6 +92,14 @@ impl ResourceUri {
         &self.0
     }
 
+    /// The audience rule (see the module documentation): true when `other`
+    /// (an `aud` value, a `resource` parameter) is a spelling of this
+    /// resource. An exact string match is tried first, since the AS writes
+    /// the canonical form.
+    pub fn is_same_resource(&self, other: &str) -> bool {
+        other == self.0 || ResourceUri::parse(other).is_ok_and(|o| o.0 == self.0)
+    }
+
     /// True for `http` on a loopback host, the only place plain HTTP is allowed.
     pub fn is_insecure_http(&self) -> bool {
         self.0.starts_with("http://") && !crate::redirect::is_loopback_http(&self.0)
@@ -114,6 +150,42 @@ mod tests {
         // Only one trailing slash is ignored; the path is otherwise kept as is.
         assert_eq!(canon("https://x.test/a//"), "https://x.test/a/");
         assert_eq!(canon("https://x.test/MCP"), "https://x.test/MCP");
+    }
+
+    #[test]
+    fn the_audience_rule_as_documented() {
+        let r = ResourceUri::parse("http://localhost:8080/mcp").unwrap();
+        for same in [
+            "http://localhost:8080/mcp",
+            "http://localhost:8080/mcp/",
+            "http://LOCALHOST:8080/mcp",
+            "HTTP://localhost:8080/mcp",
+            "http://localhost:8080/./mcp",
+            "http://localhost:8080/a/../mcp",
+            "  http://localhost:8080/mcp ",
+            "\thttp://localhost:8080/mcp\n",
+        ] {
+            assert!(r.is_same_resource(same), "{same:?} should be the same resource");
+        }
+        for other in [
+            "https://localhost:8080/mcp",
+            "http://localhost:8081/mcp",
+            "http://localhost/mcp",
+            "http://127.0.0.1:8080/mcp",
+            "http://localhost:8080/MCP",
+            "http://localhost:8080/mcp//",
+            "http://localhost:8080/mcp?x=1",
+            "http://localhost:8080/mcp#f",
+            "http://u@localhost:8080/mcp",
+            "http://localhost:8080/%6Dcp",
+            "http://localhost:8080",
+            "localhost:8080/mcp",
+            "",
+        ] {
+            assert!(!r.is_same_resource(other), "{other:?} should be another resource");
+        }
+        let https = ResourceUri::parse("https://mcp.example.com").unwrap();
+        assert!(https.is_same_resource("https://MCP.example.com:443/"));
     }
 
     #[test]

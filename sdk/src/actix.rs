@@ -26,7 +26,9 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::bearer::{Credentials, credentials, is_preflight};
 use crate::challenge::{self, Rejection};
+use crate::cors::Cors;
 use crate::mcp::{DEFAULT_MAX_BODY_BYTES, ToolScopes};
+use crate::session::{MCP_SESSION_ID, Pending, Sessions};
 use crate::{Claims, ProtectedResource, Verifier};
 
 fn to_actix(r: &Rejection) -> HttpResponse {
@@ -63,6 +65,8 @@ struct Config {
     verifier: Verifier,
     tool_scopes: ToolScopes,
     max_body: usize,
+    sessions: Option<Sessions>,
+    cors: Option<Cors>,
 }
 
 impl std::fmt::Debug for BearerAuth {
@@ -74,8 +78,30 @@ impl std::fmt::Debug for BearerAuth {
 impl BearerAuth {
     pub fn new(verifier: Verifier) -> Self {
         BearerAuth {
-            cfg: Arc::new(Config { verifier, tool_scopes: ToolScopes::default(), max_body: DEFAULT_MAX_BODY_BYTES }),
+            cfg: Arc::new(Config {
+                verifier,
+                tool_scopes: ToolScopes::default(),
+                max_body: DEFAULT_MAX_BODY_BYTES,
+                sessions: None,
+                cors: None,
+            }),
         }
+    }
+
+    /// Binds MCP sessions to the principal that created them and bounds
+    /// them (see [`Sessions`]; the axum layer has the same option).
+    pub fn sessions(self, sessions: Sessions) -> Self {
+        let mut cfg = self.into_config();
+        cfg.sessions = Some(sessions);
+        BearerAuth { cfg: Arc::new(cfg) }
+    }
+
+    /// Answers CORS preflights without a token and adds CORS headers to
+    /// every answer (see [`Cors`]).
+    pub fn cors(self, cors: Cors) -> Self {
+        let mut cfg = self.into_config();
+        cfg.cors = Some(cors);
+        BearerAuth { cfg: Arc::new(cfg) }
     }
 
     /// A `tools/call` of `tool` needs `scope` (see the axum layer).
@@ -96,6 +122,8 @@ impl BearerAuth {
             verifier: shared.verifier.clone(),
             tool_scopes: shared.tool_scopes.clone(),
             max_body: shared.max_body,
+            sessions: shared.sessions.clone(),
+            cors: shared.cors.clone(),
         })
     }
 }
@@ -136,22 +164,67 @@ where
         let service = self.service.clone();
         let cfg = self.cfg.clone();
         Box::pin(async move {
-            match authenticate(&cfg, req).await {
-                Ok(req) => service.call(req).await.map(ServiceResponse::map_into_left_body),
-                Err((req, rejection)) => Ok(ServiceResponse::new(req, to_actix(&rejection)).map_into_right_body()),
+            let origin = req.headers().get(actix_web::http::header::ORIGIN).map(|v| v.as_bytes().to_vec());
+            let mut res = match authenticate(&cfg, req).await {
+                Ok(Authenticated::Preflight(req, preflight)) => {
+                    ServiceResponse::new(req, preflight).map_into_right_body()
+                }
+                Ok(Authenticated::Request(req, pending)) => {
+                    let res = service.call(req).await?;
+                    if let Some(p) = pending {
+                        let session = res.headers().get(MCP_SESSION_ID).map(|v| v.as_bytes());
+                        p.finish(res.status().as_u16(), session);
+                    }
+                    res.map_into_left_body()
+                }
+                Err((req, rejection)) => ServiceResponse::new(req, to_actix(&rejection)).map_into_right_body(),
+            };
+            if let (Some(cors), Some(origin)) = (&cfg.cors, origin) {
+                for (k, v) in cors.response_headers(&origin) {
+                    set_header(res.headers_mut(), &k, &v);
+                }
             }
+            Ok(res)
         })
     }
 }
 
-async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<ServiceRequest, (HttpRequest, Rejection)> {
+fn set_header(h: &mut actix_web::http::header::HeaderMap, k: &http::HeaderName, v: &http::HeaderValue) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_str().as_bytes()), HeaderValue::from_bytes(v.as_bytes())) {
+        if k == actix_web::http::header::VARY {
+            h.append(k, v);
+        } else {
+            h.insert(k, v);
+        }
+    }
+}
+
+enum Authenticated {
+    /// A CORS preflight the middleware answered itself.
+    Preflight(HttpRequest, HttpResponse),
+    /// Authenticated; `Some` when the session registry awaits the response.
+    Request(ServiceRequest, Option<Pending>),
+}
+
+async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<Authenticated, (HttpRequest, Rejection)> {
     let h = req.headers();
     if is_preflight(
         req.method().as_str(),
         h.contains_key(actix_web::http::header::ORIGIN),
         h.contains_key(actix_web::http::header::ACCESS_CONTROL_REQUEST_METHOD),
     ) {
-        return Ok(req);
+        // Browsers never send credentials on a preflight (Fetch standard).
+        let Some(cors) = &cfg.cors else { return Ok(Authenticated::Request(req, None)) };
+        let origin = h.get(actix_web::http::header::ORIGIN).map(|v| v.as_bytes()).unwrap_or_default();
+        let (status, headers) = cors.preflight_parts(origin);
+        let status =
+            actix_web::http::StatusCode::from_u16(status.as_u16()).unwrap_or(actix_web::http::StatusCode::NO_CONTENT);
+        let mut res = HttpResponse::build(status).finish();
+        for (k, v) in &headers {
+            set_header(res.headers_mut(), k, v);
+        }
+        return Ok(Authenticated::Preflight(req.into_parts().0, res));
     }
     let ch = cfg.verifier.challenge().clone();
     let verdict = match credentials(h.get_all(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes())) {
@@ -161,13 +234,24 @@ async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<ServiceRe
             Err(challenge::missing_token(&ch))
         }
         Credentials::Invalid(why) => {
-            tracing::warn!(error = "ErrInvalidRequest", code = "invalid_request", detail = why, "token rejected");
+            crate::middleware::log_invalid_request(&ch, why);
             Err(challenge::invalid_request(&ch, why))
         }
     };
     let claims = match verdict.and_then(|r| r) {
         Ok(c) => c,
         Err(rejection) => return Err((req.into_parts().0, rejection)),
+    };
+    // Another principal's session is 404 before anything else about it shows.
+    let pending = match &cfg.sessions {
+        None => None,
+        Some(s) => {
+            let session = req.headers().get(MCP_SESSION_ID).map(|v| v.as_bytes());
+            match s.before(req.method().as_str(), session, &claims) {
+                Ok(p) => Some(p),
+                Err(rejection) => return Err((req.into_parts().0, rejection)),
+            }
+        }
     };
 
     if req.method() == actix_web::http::Method::POST && !cfg.tool_scopes.is_empty() {
@@ -190,7 +274,7 @@ async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<ServiceRe
         req.set_payload(Payload::from(body));
     }
     req.extensions_mut().insert(claims);
-    Ok(req)
+    Ok(Authenticated::Request(req, pending))
 }
 
 /// Middleware for resources or scopes that need `scope` (inside [`BearerAuth`]):

@@ -33,8 +33,10 @@ use tower_service::Service;
 
 use crate::bearer::{Credentials, credentials, is_preflight};
 use crate::challenge::{self, Rejection};
+use crate::cors::Cors;
 use crate::mcp::{DEFAULT_MAX_BODY_BYTES, ToolScopes};
 use crate::middleware::{check_tool_scopes, log_insufficient, wiring_error};
+use crate::session::{MCP_SESSION_ID, Pending, Sessions};
 use crate::{Claims, ProtectedResource, Verifier};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -56,6 +58,8 @@ struct Config {
     verifier: Verifier,
     tool_scopes: ToolScopes,
     max_body: usize,
+    sessions: Option<Sessions>,
+    cors: Option<Cors>,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -67,8 +71,31 @@ impl std::fmt::Debug for BearerAuthLayer {
 impl BearerAuthLayer {
     pub fn new(verifier: Verifier) -> Self {
         BearerAuthLayer {
-            cfg: Arc::new(Config { verifier, tool_scopes: ToolScopes::default(), max_body: DEFAULT_MAX_BODY_BYTES }),
+            cfg: Arc::new(Config {
+                verifier,
+                tool_scopes: ToolScopes::default(),
+                max_body: DEFAULT_MAX_BODY_BYTES,
+                sessions: None,
+                cors: None,
+            }),
         }
+    }
+
+    /// Binds MCP sessions to the principal that created them and bounds
+    /// them (see [`Sessions`]): a request in another principal's session
+    /// gets 404. Needed for any MCP server that uses `Mcp-Session-Id`.
+    pub fn sessions(self, sessions: Sessions) -> Self {
+        let mut cfg = self.into_config();
+        cfg.sessions = Some(sessions);
+        BearerAuthLayer { cfg: Arc::new(cfg) }
+    }
+
+    /// Answers CORS preflights (without a token, as browsers send them) and
+    /// adds the CORS headers to every answer, for browser-based MCP clients.
+    pub fn cors(self, cors: Cors) -> Self {
+        let mut cfg = self.into_config();
+        cfg.cors = Some(cors);
+        BearerAuthLayer { cfg: Arc::new(cfg) }
     }
 
     /// A `tools/call` of `tool` needs `scope`; without it the request gets
@@ -91,6 +118,8 @@ impl BearerAuthLayer {
             verifier: shared.verifier.clone(),
             tool_scopes: shared.tool_scopes.clone(),
             max_body: shared.max_body,
+            sessions: shared.sessions.clone(),
+            cors: shared.cors.clone(),
         })
     }
 }
@@ -139,22 +168,48 @@ where
         let cfg = self.cfg.clone();
         Box::pin(async move {
             let req = req.map(Body::new);
-            match authenticate(&cfg, req).await {
-                Ok(req) => inner.call(req).await.map(|res| res.map(Body::new)),
-                Err(rejection) => Ok(rejection.into_response()),
+            let origin = req.headers().get(http::header::ORIGIN).cloned();
+            let mut res = match authenticate(&cfg, req).await {
+                Ok(Authenticated::Preflight(res)) => res,
+                Ok(Authenticated::Request(req, pending)) => {
+                    let res = inner.call(req).await?;
+                    if let Some(p) = pending {
+                        p.finish(res.status().as_u16(), res.headers().get(MCP_SESSION_ID).map(|v| v.as_bytes()));
+                    }
+                    res.map(Body::new)
+                }
+                Err(rejection) => rejection.into_response(),
+            };
+            if let (Some(cors), Some(origin)) = (&cfg.cors, origin) {
+                cors.decorate(origin.as_bytes(), res.headers_mut());
             }
+            Ok(res)
         })
     }
 }
 
-async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Request<Body>, Rejection> {
+enum Authenticated {
+    /// A CORS preflight the layer answered itself.
+    Preflight(Response),
+    /// Authenticated; `Some` when the session registry awaits the response.
+    Request(Request<Body>, Option<Pending>),
+}
+
+async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Authenticated, Rejection> {
     let h = req.headers();
     if is_preflight(
         req.method().as_str(),
         h.contains_key(http::header::ORIGIN),
         h.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
     ) {
-        return Ok(req);
+        // Browsers never send credentials on a preflight (Fetch standard).
+        return Ok(match &cfg.cors {
+            Some(cors) => {
+                let origin = h.get(http::header::ORIGIN).map(|v| v.as_bytes()).unwrap_or_default();
+                Authenticated::Preflight(cors.preflight::<Body>(origin))
+            }
+            None => Authenticated::Request(req, None),
+        });
     }
     let ch = cfg.verifier.challenge();
     let token = match credentials(h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes())) {
@@ -164,11 +219,18 @@ async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Request<Body>,
             return Err(challenge::missing_token(ch));
         }
         Credentials::Invalid(why) => {
-            tracing::warn!(error = "ErrInvalidRequest", code = "invalid_request", detail = why, "token rejected");
+            crate::middleware::log_invalid_request(ch, why);
             return Err(challenge::invalid_request(ch, why));
         }
     };
     let claims = cfg.verifier.verify(token).await.map_err(|e| challenge::invalid_token(ch, &e))?;
+    // Another principal's session is 404 before anything else about it shows.
+    let pending = match &cfg.sessions {
+        Some(s) => {
+            Some(s.before(req.method().as_str(), req.headers().get(MCP_SESSION_ID).map(|v| v.as_bytes()), &claims)?)
+        }
+        None => None,
+    };
 
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST && !cfg.tool_scopes.is_empty() {
@@ -183,7 +245,7 @@ async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Request<Body>,
         body
     };
     parts.extensions.insert(claims);
-    Ok(Request::from_parts(parts, body))
+    Ok(Authenticated::Request(Request::from_parts(parts, body), pending))
 }
 
 /// A layer for routes that need `scope` (after [`BearerAuthLayer`]):

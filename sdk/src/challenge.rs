@@ -12,6 +12,11 @@ use crate::{Claims, ProtectedResource, VerifyError};
 pub struct Challenge {
     resource_metadata: String,
     default_scope: String,
+    /// `Retry-After` of a 503 when keys could not be had.
+    retry_after: u32,
+    /// Samples and counts the WARN lines of this resource's refusals (the
+    /// verifier's and the middleware's alike).
+    pub(crate) logs: crate::logs::LogSampler,
 }
 
 impl Challenge {
@@ -19,7 +24,14 @@ impl Challenge {
         Challenge {
             resource_metadata: resource.metadata_url().to_owned(),
             default_scope: resource.default_scopes().join(" "),
+            retry_after: 30,
+            logs: crate::logs::LogSampler::default(),
         }
+    }
+
+    pub(crate) fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = secs;
+        self
     }
 
     /// `Bearer resource_metadata="…", scope="…"[, error="…", error_description="…"]`
@@ -150,6 +162,34 @@ pub(crate) fn not_wired() -> Rejection {
     )
 }
 
+/// 404 for an MCP session that is not the caller's or does not exist: the
+/// same status and body rmcp gives a session it does not have, so a caller
+/// cannot tell another principal's session from none.
+pub(crate) fn session_not_found() -> Rejection {
+    Rejection {
+        status: StatusCode::NOT_FOUND,
+        headers: vec![
+            (CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body: bytes::Bytes::from_static(b"Not Found: Session not found"),
+        err_name: "ErrSessionNotFound",
+    }
+}
+
+/// 503 when the session registry is full; the client may retry.
+pub(crate) fn too_many_sessions(retry_after: u32) -> Rejection {
+    let mut r = Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "temporarily_unavailable",
+        "Too many open sessions; retry later",
+        "ErrSessionLimit",
+    );
+    r.headers.push((RETRY_AFTER, HeaderValue::from(retry_after)));
+    r
+}
+
 /// 413 when a body that must be inspected for tool scopes is too large.
 pub(crate) fn body_too_large() -> Rejection {
     Rejection::new(
@@ -165,7 +205,7 @@ pub(crate) fn body_too_large() -> Rejection {
 pub(crate) fn invalid_token(ch: &Challenge, e: &VerifyError) -> Rejection {
     if e.is_unavailable() {
         let mut r = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, None, e.code(), e.description(), e.err_name());
-        r.headers.push((RETRY_AFTER, HeaderValue::from_static("30")));
+        r.headers.push((RETRY_AFTER, HeaderValue::from(ch.retry_after)));
         return r;
     }
     Rejection::new(
@@ -242,9 +282,16 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
-        let r = invalid_token(&challenge(), &VerifyError::KeysUnavailable("down".into()));
-        assert_eq!(r.status, 503);
-        assert!(r.www_authenticate().is_none());
+        for e in [
+            VerifyError::KeysUnavailable("down".into()),
+            VerifyError::KeysRefreshTimeout { timeout_ms: 2000 },
+            VerifyError::KeysStale { age: 90_000, max_age: 86_400 },
+        ] {
+            let r = invalid_token(&challenge(), &e);
+            assert_eq!(r.status, 503, "{e}");
+            assert!(r.www_authenticate().is_none());
+            assert!(r.headers.iter().any(|(k, v)| k == RETRY_AFTER && v == "30"), "{e}");
+        }
     }
 
     #[test]

@@ -96,7 +96,7 @@ struct Confirmation {
 #[derive(Debug)]
 pub(crate) struct Expectations<'a> {
     pub issuer: &'a str,
-    pub resource: &'a str,
+    pub resource: &'a authplane_core::ResourceUri,
     pub leeway: i64,
 }
 
@@ -113,11 +113,10 @@ pub(crate) fn check(payload: &[u8], want: &Expectations<'_>, now: i64) -> Result
     }
     let Audience(aud) = raw.aud.ok_or(VerifyError::MissingClaim("aud"))?;
     // RFC 8707 / RFC 9068 §4: this resource must be an audience. AuthPlane
-    // writes the canonical URI; another spelling of the same URI is accepted.
-    let aud_ok = aud.iter().any(|a| a == want.resource)
-        || aud.iter().any(|a| authplane_core::ResourceUri::parse(a).is_ok_and(|c| c.as_str() == want.resource));
-    if !aud_ok {
-        return Err(VerifyError::WrongAudience { got: aud, expected: want.resource.into() });
+    // writes the canonical URI; another spelling of the same URI is accepted
+    // by the one rule the AS also canonicalises with (authplane_core::resource).
+    if !aud.iter().any(|a| want.resource.is_same_resource(a)) {
+        return Err(VerifyError::WrongAudience { got: aud, expected: want.resource.as_str().into() });
     }
     let NumericDate(exp) = raw.exp.ok_or(VerifyError::MissingClaim("exp"))?;
     if now >= exp.saturating_add(leeway) {
@@ -217,8 +216,11 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
-    const WANT: Expectations<'static> =
-        Expectations { issuer: "http://localhost:9000", resource: "http://localhost:8080/mcp", leeway: 30 };
+
+    fn resource() -> &'static authplane_core::ResourceUri {
+        static R: std::sync::OnceLock<authplane_core::ResourceUri> = std::sync::OnceLock::new();
+        R.get_or_init(|| authplane_core::ResourceUri::parse("http://localhost:8080/mcp").unwrap())
+    }
 
     fn good() -> serde_json::Value {
         serde_json::json!({
@@ -231,7 +233,8 @@ mod tests {
     fn check_with(edit: impl FnOnce(&mut serde_json::Value), now: i64) -> Result<Claims, VerifyError> {
         let mut v = good();
         edit(&mut v);
-        check(&serde_json::to_vec(&v).unwrap(), &WANT, now)
+        let want = Expectations { issuer: "http://localhost:9000", resource: resource(), leeway: 30 };
+        check(&serde_json::to_vec(&v).unwrap(), &want, now)
     }
 
     #[test]
@@ -255,10 +258,21 @@ mod tests {
         let e = check_with(|v| v["aud"] = serde_json::json!(["http://localhost:8080/other"]), NOW).unwrap_err();
         assert_eq!(e.err_name(), "ErrWrongAudience");
         assert!(check_with(|v| v["aud"] = "http://localhost:8080/mcp".into(), NOW).is_ok(), "a single string");
-        assert!(
-            check_with(|v| v["aud"] = serde_json::json!(["x", "HTTP://LOCALHOST:8080/mcp/"]), NOW).is_ok(),
-            "another spelling of the canonical URI"
-        );
+        // The audience rule of authplane_core::resource, one spelling each.
+        for spelling in [
+            "HTTP://LOCALHOST:8080/mcp/",
+            "http://localhost:8080/mcp/",
+            "http://LOCALHOST:8080/mcp",
+            "HTTP://localhost:8080/mcp",
+            "http://localhost:8080/./mcp",
+            " http://localhost:8080/mcp  ",
+        ] {
+            assert!(check_with(|v| v["aud"] = serde_json::json!(["x", spelling]), NOW).is_ok(), "{spelling:?}");
+        }
+        for other in ["http://localhost:8080/MCP", "https://localhost:8080/mcp", "http://localhost:8080/mcp//"] {
+            let e = check_with(|v| v["aud"] = serde_json::json!([other]), NOW).unwrap_err();
+            assert_eq!(e.err_name(), "ErrWrongAudience", "{other:?}");
+        }
         let e = check_with(|v| v["aud"] = serde_json::json!([]), NOW).unwrap_err();
         assert_eq!(e.err_name(), "ErrWrongAudience");
         let e = check_with(|v| v["aud"] = serde_json::json!(7), NOW).unwrap_err();

@@ -42,9 +42,18 @@ pub enum VerifyError {
     /// RFC 9449 §7.1: a DPoP-bound token presented as a bearer token.
     #[error("token is DPoP-bound (cnf.jkt) but DPoP proofs are not supported by this resource")]
     DpopBound,
-    /// No key set has ever been fetched, and fetching one failed.
+    /// No key set could be fetched to answer for this token: none was ever
+    /// fetched, or the refetch for an unknown `kid` failed.
     #[error("no JWKS available: {0}")]
     KeysUnavailable(String),
+    /// The refetch for an unknown `kid` did not complete in time (the AS is
+    /// slow or hangs); it goes on in the background.
+    #[error("JWKS refetch for an unknown kid did not complete within {timeout_ms} ms")]
+    KeysRefreshTimeout { timeout_ms: u64 },
+    /// The cached keys are older than the maximum age and could not be
+    /// refreshed: they are no longer trusted.
+    #[error("cached JWKS is {age} s old, more than the maximum of {max_age} s, and could not be refreshed")]
+    KeysStale { age: i64, max_age: i64 },
 }
 
 impl VerifyError {
@@ -66,13 +75,17 @@ impl VerifyError {
             VerifyError::MissingClaim(_) => "ErrMissingClaim",
             VerifyError::DpopBound => "ErrDpopBoundToken",
             VerifyError::KeysUnavailable(_) => "ErrJwksUnavailable",
+            VerifyError::KeysRefreshTimeout { .. } => "ErrJwksRefreshTimeout",
+            VerifyError::KeysStale { .. } => "ErrJwksStale",
         }
     }
 
     /// The OAuth error code (RFC 6750 §3.1) the client sees.
     pub fn code(&self) -> &'static str {
         match self {
-            VerifyError::KeysUnavailable(_) => "temporarily_unavailable",
+            VerifyError::KeysUnavailable(_)
+            | VerifyError::KeysRefreshTimeout { .. }
+            | VerifyError::KeysStale { .. } => "temporarily_unavailable",
             _ => "invalid_token",
         }
     }
@@ -98,12 +111,17 @@ impl VerifyError {
             VerifyError::MissingClaim(_) => "The access token lacks a required claim",
             VerifyError::DpopBound => "DPoP-bound access tokens are not accepted by this resource",
             VerifyError::KeysUnavailable(_) => "The authorization server keys could not be fetched",
+            VerifyError::KeysRefreshTimeout { .. } => "The authorization server keys could not be fetched in time",
+            VerifyError::KeysStale { .. } => "The cached authorization server keys are too old to be trusted",
         }
     }
 
     /// True when the fault is ours (or the AS's), not the token's.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, VerifyError::KeysUnavailable(_))
+        matches!(
+            self,
+            VerifyError::KeysUnavailable(_) | VerifyError::KeysRefreshTimeout { .. } | VerifyError::KeysStale { .. }
+        )
     }
 }
 

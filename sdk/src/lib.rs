@@ -10,6 +10,8 @@
 //! - middleware for axum/tower (and so `rmcp`) and actix-web answering 401
 //!   and 403 with the `WWW-Authenticate` challenges MCP clients follow;
 //! - [`Claims`] as an extractor, `require_scope`, per-tool scopes;
+//! - [`Sessions`]: MCP sessions bound to the principal that created them,
+//!   with a per-principal cap, an idle timeout and a global cap;
 //! - `tracing` logs: `msg="verified" sub=… scope=… aud=… client_id=…`.
 //!
 //! See `docs/guides/protect-an-mcp-server.md` for a walkthrough.
@@ -20,12 +22,15 @@ pub mod challenge;
 mod claims;
 pub mod clock;
 mod config;
+pub mod cors;
 mod error;
 pub mod jwks;
 mod jws;
+mod logs;
 pub mod mcp;
 mod middleware;
 pub mod prm;
+pub mod session;
 mod verifier;
 
 #[cfg(feature = "actix-web")]
@@ -39,6 +44,8 @@ pub use challenge::Rejection;
 pub use claims::Claims;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, ProtectedResource};
+pub use cors::Cors;
 pub use error::{FetchError, VerifyError};
 pub use prm::ProtectedResourceMetadata;
+pub use session::{Principal, SessionLimits, SessionStats, Sessions};
 pub use verifier::{CachePolicy, Verifier, VerifierBuilder, VerifierStats};

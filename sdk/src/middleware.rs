@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use crate::Claims;
-use crate::challenge::{self, Rejection};
+use crate::challenge::{self, Challenge, Rejection};
+use crate::clock::{Clock, SystemClock};
+use crate::logs::{MAX_LOGGED_CLAIM_BYTES, Sample, clip};
 use crate::mcp::ToolScopes;
 
 /// 403 unless `claims` has the scopes the tool calls in `body` need.
@@ -20,28 +22,40 @@ pub(crate) fn check_tool_scopes(
     if missing.is_empty() {
         return Ok(());
     }
-    tracing::warn!(
-        error = "ErrInsufficientScope",
-        code = "insufficient_scope",
-        sub = %claims.sub,
-        client_id = %claims.client_id,
-        scope = %claims.scope_string(),
-        required = %missing.join(" "),
-        "insufficient scope"
-    );
+    log_insufficient(claims, &missing.join(" "));
     Err(challenge::insufficient_scope(Some(ch), claims, &missing))
 }
 
+/// Whether to print a refusal line for `reason` (sampled per resource, see
+/// `logs`); `Some(n)`: print it, with `suppressed=n`.
+fn sampled(ch: Option<&Challenge>, reason: &'static str) -> Option<u64> {
+    match ch {
+        None => Some(0),
+        Some(ch) => match ch.logs.sample(reason, SystemClock.now()) {
+            Sample::Log { suppressed } => Some(suppressed),
+            Sample::Skip => None,
+        },
+    }
+}
+
 pub(crate) fn log_insufficient(c: &Claims, required: &str) {
+    let Some(suppressed) = sampled(c.challenge.as_deref(), "ErrInsufficientScope") else { return };
     tracing::warn!(
         error = "ErrInsufficientScope",
         code = "insufficient_scope",
-        sub = %c.sub,
-        client_id = %c.client_id,
-        scope = %c.scope_string(),
-        required = required,
+        sub = %clip(&c.sub, MAX_LOGGED_CLAIM_BYTES),
+        client_id = %clip(&c.client_id, MAX_LOGGED_CLAIM_BYTES),
+        scope = %clip(&c.scope_string(), MAX_LOGGED_CLAIM_BYTES),
+        required = %clip(required, MAX_LOGGED_CLAIM_BYTES),
+        suppressed,
         "insufficient scope"
     );
+}
+
+/// The WARN of a malformed `Authorization` header (400 `invalid_request`).
+pub(crate) fn log_invalid_request(ch: &Challenge, why: &'static str) {
+    let Some(suppressed) = sampled(Some(ch), "ErrInvalidRequest") else { return };
+    tracing::warn!(error = "ErrInvalidRequest", code = "invalid_request", detail = why, suppressed, "token rejected");
 }
 
 pub(crate) fn wiring_error() -> Rejection {

@@ -7,12 +7,18 @@
 //! - every `refresh_interval` (5 min) a request that finds the set due starts
 //!   one background refresh and carries on with the cached set, so the steady
 //!   state makes no network call on the request path;
-//! - a `kid` not in the set triggers one inline refetch, at most once per
-//!   `unknown_kid_interval` (30 s); concurrent requests share it;
-//! - a failed fetch keeps the last good set (the AS may be restarting).
+//! - a `kid` not in the set triggers one refetch, at most once per
+//!   `unknown_kid_interval` (30 s); concurrent requests share it, and wait for
+//!   it at most `unknown_kid_timeout` (2 s): a refetch that has not completed
+//!   by then, or that failed, is answered 503 (retry), and only a completed
+//!   refetch that lacks the `kid` is a 401;
+//! - a failed fetch keeps the last good set (the AS may be restarting), with
+//!   a WARN saying so, for at most `max_key_age` (24 h) after the last
+//!   successful fetch; older keys are not trusted (503).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use url::Url;
 
@@ -20,6 +26,7 @@ use crate::challenge::Challenge;
 use crate::claims::{self, Expectations};
 use crate::clock::{Clock, SystemClock};
 use crate::jwks::{self, KeySet};
+use crate::logs::{self, Sample, clip};
 use crate::{Claims, FetchError, ProtectedResource, VerifyError, jws};
 
 /// Timings of the key cache and the clock-skew tolerance, in seconds.
@@ -35,6 +42,13 @@ pub struct CachePolicy {
     pub retry_after_failure: i64,
     /// While no key set was ever fetched, when to try again.
     pub retry_without_keys: i64,
+    /// How long a request with an unknown `kid` waits for the refetch, in
+    /// milliseconds; past it the answer is 503 with `Retry-After` (the
+    /// refetch goes on in the background).
+    pub unknown_kid_timeout_ms: u64,
+    /// Cached keys are trusted for at most this long after the last
+    /// successful fetch (while the AS cannot be reached); then 503.
+    pub max_key_age: i64,
 }
 
 impl Default for CachePolicy {
@@ -45,6 +59,8 @@ impl Default for CachePolicy {
             unknown_kid_interval: 30,
             retry_after_failure: 30,
             retry_without_keys: 5,
+            unknown_kid_timeout_ms: 2_000,
+            max_key_age: 86_400,
         }
     }
 }
@@ -59,6 +75,9 @@ pub struct VerifierStats {
     pub discoveries: u64,
     /// `kid`s of the cached key set.
     pub kids: Vec<String>,
+    /// Refusals by error name (`ErrTokenExpired`, `ErrInsufficientScope`,
+    /// …), logged or not: the WARN lines are sampled (10 per reason per minute).
+    pub rejections: std::collections::BTreeMap<String, u64>,
 }
 
 /// Builds a [`Verifier`] with a non-default clock, HTTP client or cache policy.
@@ -95,7 +114,8 @@ impl VerifierBuilder {
     }
 
     pub fn build(self) -> Verifier {
-        let challenge = Arc::new(Challenge::new(&self.resource));
+        let retry_after = u32::try_from(self.policy.retry_after_failure.max(1)).unwrap_or(30);
+        let challenge = Arc::new(Challenge::new(&self.resource).with_retry_after(retry_after));
         let jwks_uri = self.resource.inner.jwks_uri.clone();
         Verifier {
             inner: Arc::new(Inner {
@@ -104,11 +124,15 @@ impl VerifierBuilder {
                 http: self.http.unwrap_or_else(jwks::default_http_client),
                 policy: self.policy,
                 keys: RwLock::new(Arc::new(KeySet::default())),
-                refresh: tokio::sync::Mutex::new(RefreshState { jwks_uri, last_error: None }),
+                refresh: tokio::sync::Mutex::new(RefreshState { jwks_uri }),
+                last_error: Mutex::new(None),
                 ever_fetched: AtomicBool::new(false),
+                last_attempt_ok: AtomicBool::new(false),
+                last_success_at: AtomicI64::new(i64::MIN),
                 next_refresh_at: AtomicI64::new(i64::MIN),
                 last_unknown_kid_fetch: AtomicI64::new(i64::MIN),
                 refreshing: AtomicBool::new(false),
+                attempts_done: tokio::sync::watch::Sender::new(0),
                 jwks_fetches: AtomicU64::new(0),
                 jwks_fetch_failures: AtomicU64::new(0),
                 discoveries: AtomicU64::new(0),
@@ -141,10 +165,18 @@ struct Inner {
     keys: RwLock<Arc<KeySet>>,
     /// Held while fetching, so concurrent refreshes collapse into one.
     refresh: tokio::sync::Mutex<RefreshState>,
+    /// Why the last fetch failed (cleared by a success).
+    last_error: Mutex<Option<String>>,
     ever_fetched: AtomicBool,
+    /// The most recent completed fetch succeeded.
+    last_attempt_ok: AtomicBool,
+    last_success_at: AtomicI64,
     next_refresh_at: AtomicI64,
     last_unknown_kid_fetch: AtomicI64,
+    /// A spawned refresh is in flight.
     refreshing: AtomicBool,
+    /// Counts completed spawned refreshes; requests with an unknown `kid` wait on it.
+    attempts_done: tokio::sync::watch::Sender<u64>,
     jwks_fetches: AtomicU64,
     jwks_fetch_failures: AtomicU64,
     discoveries: AtomicU64,
@@ -154,7 +186,6 @@ struct RefreshState {
     /// Configured, or discovered from the issuer's metadata and kept until a
     /// fetch from it fails.
     jwks_uri: Option<Url>,
-    last_error: Option<FetchError>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +193,16 @@ enum Reason {
     Startup,
     Periodic,
     UnknownKid,
+    Stale,
+}
+
+/// How a bounded wait for a key refetch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refetch {
+    Completed,
+    TimedOut,
+    /// None in flight, and none may start now (rate limit).
+    NotStarted,
 }
 
 impl Reason {
@@ -170,6 +211,7 @@ impl Reason {
             Reason::Startup => "startup",
             Reason::Periodic => "periodic",
             Reason::UnknownKid => "unknown_kid",
+            Reason::Stale => "max_key_age",
         }
     }
 }
@@ -208,6 +250,7 @@ impl Verifier {
             jwks_fetch_failures: i.jwks_fetch_failures.load(Ordering::Relaxed),
             discoveries: i.discoveries.load(Ordering::Relaxed),
             kids: self.current_keys().kids().into_iter().map(str::to_owned).collect(),
+            rejections: i.challenge.logs.counts(),
         }
     }
 
@@ -241,6 +284,12 @@ impl Verifier {
         let jws = jws::parse(token)?;
         let now = self.inner.clock.now();
         self.maybe_refresh_in_background(now);
+        if self.keys_too_old(now) {
+            // Past the maximum age (the AS was down): try once more, bounded,
+            // at most every `retry_after_failure`; `check` decides after.
+            let i = &self.inner;
+            let _ = self.refetch(|| now >= i.next_refresh_at.load(Ordering::Acquire), Reason::Stale).await;
+        }
         let mut keys = self.current_keys();
         if !keys.keys.contains_key(&jws.kid) {
             keys = self.keys_for_unknown_kid(&jws.kid, now).await?;
@@ -248,7 +297,18 @@ impl Verifier {
         self.check(&jws, &keys, now)
     }
 
+    fn keys_too_old(&self, now: i64) -> bool {
+        let i = &self.inner;
+        i.ever_fetched.load(Ordering::Acquire)
+            && now.saturating_sub(i.last_success_at.load(Ordering::Acquire)) > i.policy.max_key_age
+    }
+
     fn check(&self, jws: &jws::Jws<'_>, keys: &KeySet, now: i64) -> Result<Claims, VerifyError> {
+        let i = &self.inner;
+        if self.keys_too_old(now) {
+            let age = now.saturating_sub(i.last_success_at.load(Ordering::Acquire));
+            return Err(VerifyError::KeysStale { age, max_age: i.policy.max_key_age });
+        }
         let key = match keys.keys.get(&jws.kid) {
             Some(k) => k,
             None if !self.inner.ever_fetched.load(Ordering::Acquire) => {
@@ -260,7 +320,7 @@ impl Verifier {
         let payload = jws::decode_payload(jws.payload_b64)?;
         let want = Expectations {
             issuer: self.inner.resource.issuer(),
-            resource: self.inner.resource.resource(),
+            resource: &self.inner.resource.inner.resource,
             leeway: self.inner.policy.leeway,
         };
         let mut claims = claims::check(&payload, &want, now)?;
@@ -269,22 +329,33 @@ impl Verifier {
     }
 
     fn log(&self, res: &Result<Claims, VerifyError>) {
+        const MAX: usize = logs::MAX_LOGGED_CLAIM_BYTES;
         match res {
-            // The debugging checklist's step 6 line. Never the token itself.
+            // The debugging checklist's step 6 line. Never the token itself;
+            // claim values clipped, so a crafted token cannot make it long.
             Ok(c) => tracing::info!(
-                sub = %c.sub,
-                scope = %c.scope_string(),
-                aud = %c.aud.join(" "),
-                client_id = %c.client_id,
+                sub = %clip(&c.sub, MAX),
+                scope = %clip(&c.scope_string(), MAX),
+                aud = %logs::audiences(&c.aud),
+                client_id = %clip(&c.client_id, MAX),
                 "verified"
             ),
-            Err(e) => tracing::warn!(
-                error = e.err_name(),
-                code = e.code(),
-                detail = %truncate(&e.to_string(), 300),
-                resource = self.inner.resource.resource(),
-                "token rejected"
-            ),
+            // Sampled per reason and counted (VerifierStats::rejections): a
+            // flood of bad tokens must not become a flood of lines.
+            Err(e) => {
+                if let Sample::Log { suppressed } =
+                    self.inner.challenge.logs.sample(e.err_name(), self.inner.clock.now())
+                {
+                    tracing::warn!(
+                        error = e.err_name(),
+                        code = e.code(),
+                        detail = %clip(&e.to_string(), 300),
+                        resource = self.inner.resource.resource(),
+                        suppressed,
+                        "token rejected"
+                    );
+                }
+            }
         }
     }
 
@@ -300,50 +371,103 @@ impl Verifier {
         if !i.ever_fetched.load(Ordering::Acquire) || now < i.next_refresh_at.load(Ordering::Acquire) {
             return;
         }
+        self.spawn_refresh(Reason::Periodic);
+    }
+
+    /// Starts a refresh in a task of its own unless one is in flight, so
+    /// that a request giving up on it (timeout, client gone) does not cancel
+    /// it. False when none could be started (one in flight, no runtime).
+    fn spawn_refresh(&self, reason: Reason) -> bool {
+        let i = &self.inner;
         if i.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             i.refreshing.store(false, Ordering::Release);
-            return;
+            return false;
         };
         let this = self.clone();
         rt.spawn(async move {
             {
                 let mut state = this.inner.refresh.lock().await;
-                // Someone may have refreshed while we waited for the lock.
-                if this.inner.clock.now() >= this.inner.next_refresh_at.load(Ordering::Acquire) {
-                    let _ = this.refresh_locked(&mut state, Reason::Periodic).await;
+                // A periodic refresh may find that someone refreshed while it waited.
+                let due = this.inner.clock.now() >= this.inner.next_refresh_at.load(Ordering::Acquire);
+                if !matches!(reason, Reason::Periodic) || due {
+                    let _ = this.refresh_locked(&mut state, reason).await;
                 }
             }
+            // Clear the flag before announcing the result: a waiter that saw
+            // the flag set is then sure to see the count move.
             this.inner.refreshing.store(false, Ordering::Release);
+            this.inner.attempts_done.send_modify(|n| *n += 1);
         });
+        true
     }
 
     async fn keys_for_unknown_kid(&self, kid: &str, now: i64) -> Result<Arc<KeySet>, VerifyError> {
         let i = &self.inner;
-        let mut state = i.refresh.lock().await;
-        // A concurrent request may have fetched the new key while we waited.
+        let ever = i.ever_fetched.load(Ordering::Acquire);
+        let may_start = || {
+            if ever {
+                // One refetch per interval, claimed by exactly one request.
+                let last = i.last_unknown_kid_fetch.load(Ordering::Acquire);
+                now.saturating_sub(last) >= i.policy.unknown_kid_interval
+                    && i.last_unknown_kid_fetch.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            } else {
+                now >= i.next_refresh_at.load(Ordering::Acquire)
+            }
+        };
+        let reason = if ever { Reason::UnknownKid } else { Reason::Startup };
+        match self.refetch(may_start, reason).await {
+            Refetch::TimedOut => {
+                let keys = self.current_keys();
+                if keys.keys.contains_key(kid) {
+                    return Ok(keys);
+                }
+                Err(VerifyError::KeysRefreshTimeout { timeout_ms: i.policy.unknown_kid_timeout_ms })
+            }
+            Refetch::Completed | Refetch::NotStarted => self.keys_as_last_fetched(kid),
+        }
+    }
+
+    /// Joins the refresh in flight, or starts one when `may_start` says so,
+    /// and waits for it at most `unknown_kid_timeout_ms`.
+    async fn refetch(&self, may_start: impl FnOnce() -> bool, reason: Reason) -> Refetch {
+        let i = &self.inner;
+        let mut done = i.attempts_done.subscribe();
+        let seen = *done.borrow_and_update();
+        if !i.refreshing.load(Ordering::Acquire) {
+            if !may_start() {
+                return Refetch::NotStarted;
+            }
+            if !self.spawn_refresh(reason) && !i.refreshing.load(Ordering::Acquire) {
+                // No tokio runtime to spawn on: fetch inline.
+                let mut state = i.refresh.lock().await;
+                let _ = self.refresh_locked(&mut state, reason).await;
+                return Refetch::Completed;
+            }
+        }
+        let wait = Duration::from_millis(i.policy.unknown_kid_timeout_ms);
+        match tokio::time::timeout(wait, done.wait_for(|n| *n > seen)).await {
+            Ok(_) => Refetch::Completed,
+            Err(_) => Refetch::TimedOut,
+        }
+    }
+
+    /// The cached keys when they can answer for `kid`: they hold it, or the
+    /// last fetch completed (so `check` says `ErrUnknownKid`). When that
+    /// fetch failed, nobody knows whether the `kid` is valid: 503.
+    fn keys_as_last_fetched(&self, kid: &str) -> Result<Arc<KeySet>, VerifyError> {
+        let i = &self.inner;
         let keys = self.current_keys();
-        if keys.keys.contains_key(kid) {
+        if keys.keys.contains_key(kid) || i.last_attempt_ok.load(Ordering::Acquire) {
             return Ok(keys);
         }
-        if !i.ever_fetched.load(Ordering::Acquire) {
-            if now >= i.next_refresh_at.load(Ordering::Acquire) {
-                let _ = self.refresh_locked(&mut state, Reason::Startup).await;
-            }
-            if !i.ever_fetched.load(Ordering::Acquire) {
-                let why = state.last_error.as_ref().map_or_else(|| "no key set fetched yet".into(), |e| e.to_string());
-                return Err(VerifyError::KeysUnavailable(why));
-            }
-            return Ok(self.current_keys());
-        }
-        let last = i.last_unknown_kid_fetch.load(Ordering::Acquire);
-        if now.saturating_sub(last) >= i.policy.unknown_kid_interval {
-            i.last_unknown_kid_fetch.store(now, Ordering::Release);
-            let _ = self.refresh_locked(&mut state, Reason::UnknownKid).await;
-        }
-        Ok(self.current_keys())
+        let why = match i.last_error.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Err(VerifyError::KeysUnavailable(why.unwrap_or_else(|| "no key set fetched yet".into())))
     }
 
     /// Discovers (if needed) and fetches the JWKS; the caller holds the
@@ -364,8 +488,10 @@ impl Verifier {
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
                 }
                 i.ever_fetched.store(true, Ordering::Release);
+                i.last_success_at.store(now, Ordering::Release);
+                i.last_attempt_ok.store(true, Ordering::Release);
                 i.next_refresh_at.store(now.saturating_add(i.policy.refresh_interval), Ordering::Release);
-                state.last_error = None;
+                self.set_last_error(None);
                 tracing::info!(reason = reason.as_str(), keys = n, kids = %kids, "jwks refreshed");
                 Ok(())
             }
@@ -378,17 +504,42 @@ impl Verifier {
                 if i.resource.inner.jwks_uri.is_none() {
                     state.jwks_uri = None;
                 }
-                tracing::warn!(
-                    error = e.err_name(),
-                    detail = %e,
-                    reason = reason.as_str(),
-                    cached_keys = self.current_keys().keys.len(),
-                    retry_in_secs = retry,
-                    "jwks refresh failed"
-                );
-                state.last_error = Some(e.clone());
+                i.last_attempt_ok.store(false, Ordering::Release);
+                let cached = self.current_keys().keys.len();
+                if has_keys {
+                    // Say plainly that old keys are still trusted, and until when.
+                    let age = now.saturating_sub(i.last_success_at.load(Ordering::Acquire));
+                    tracing::warn!(
+                        error = e.err_name(),
+                        detail = %clip(&e.to_string(), 300),
+                        reason = reason.as_str(),
+                        cached_keys = cached,
+                        key_age_secs = age,
+                        max_key_age_secs = i.policy.max_key_age,
+                        retry_in_secs = retry,
+                        action = "serving cached keys until max_key_age",
+                        "jwks refresh failed"
+                    );
+                } else {
+                    tracing::warn!(
+                        error = e.err_name(),
+                        detail = %clip(&e.to_string(), 300),
+                        reason = reason.as_str(),
+                        cached_keys = cached,
+                        retry_in_secs = retry,
+                        "jwks refresh failed"
+                    );
+                }
+                self.set_last_error(Some(e.to_string()));
                 Err(e)
             }
+        }
+    }
+
+    fn set_last_error(&self, e: Option<String>) {
+        match self.inner.last_error.lock() {
+            Ok(mut g) => *g = e,
+            Err(poisoned) => *poisoned.into_inner() = e,
         }
     }
 
@@ -408,15 +559,4 @@ impl Verifier {
         i.jwks_fetches.fetch_add(1, Ordering::Relaxed);
         jwks::fetch_jwks(&i.http, &uri).await
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

@@ -521,7 +521,11 @@ mod rotation {
         verifier.verify(&t).await.unwrap();
         wait_until(|| verifier.stats().jwks_fetch_failures == 1).await;
         verifier.verify(&t).await.unwrap();
-        assert_eq!(verifier.verify(&stranger).await.unwrap_err(), VerifyError::UnknownKid("stranger".into()));
+        // An unknown kid while the AS is down: the refetch failed, so nobody
+        // can say the kid is unknown to the AS; 503, not 401 (issue 20).
+        let err = verifier.verify(&stranger).await.unwrap_err();
+        assert!(matches!(err, VerifyError::KeysUnavailable(_)), "{err:?}");
+        assert!(err.is_unavailable());
         assert_eq!(verifier.stats().jwks_fetch_failures, 2);
         assert_eq!(verifier.stats().kids, vec![key.kid.clone()]);
     }

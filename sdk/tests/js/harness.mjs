@@ -2,6 +2,7 @@
 // node tests, each with its own temp directory, and stops them afterwards.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -115,21 +116,58 @@ export async function startAuthServer({ resource }) {
   };
 }
 
-/** The example MCP server (sdk/examples/mcp-server) pointed at `issuer`. */
-export async function startMcpServer({ issuer, port }) {
+/** The example MCP server (sdk/examples/mcp-server) pointed at `issuer`; `args` are extra flags. */
+export async function startMcpServer({ issuer, port, args = [] }) {
   const resource = `http://localhost:${port}/mcp`;
   const { child, lines } = await start(
     MCP_SERVER_BIN,
-    ['--listen', `127.0.0.1:${port}`, '--resource', resource, '--issuer', issuer],
+    ['--listen', `127.0.0.1:${port}`, '--resource', resource, '--issuer', issuer, ...args],
     /msg="mcp server started"/,
     { RUST_LOG: 'info,rmcp=warn' },
   );
   return {
     url: resource,
     origin: `http://localhost:${port}`,
+    pid: child.pid,
     lines,
     stop() {
       child.kill();
+    },
+  };
+}
+
+/**
+ * A loopback HTTP server serving the AS's JWKS that can be switched to hang:
+ * it then accepts requests and never answers (a real fault, not a stub).
+ */
+export async function startHangableJwks(issuer) {
+  const port = await freePort();
+  const held = [];
+  let hang = false;
+  const server = createHttpServer(async (req, res) => {
+    if (hang) {
+      held.push(res); // accepted, never answered
+      return;
+    }
+    try {
+      const upstream = await fetch(`${issuer}/.well-known/jwks.json`);
+      res.writeHead(upstream.status, { 'content-type': 'application/json' });
+      res.end(await upstream.text());
+    } catch {
+      res.writeHead(502);
+      res.end();
+    }
+  });
+  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${port}/.well-known/jwks.json`,
+    setHang(v) {
+      hang = v;
+    },
+    stop() {
+      for (const r of held) r.destroy?.();
+      server.closeAllConnections?.();
+      server.close();
     },
   };
 }

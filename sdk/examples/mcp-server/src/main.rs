@@ -11,14 +11,16 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use authplane_sdk::axum::{BearerAuthLayer, prm_router};
-use authplane_sdk::{Claims, ProtectedResource, Verifier};
+use authplane_sdk::{CachePolicy, Claims, Cors, ProtectedResource, SessionLimits, Sessions, Verifier};
 use clap::Parser;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -43,6 +45,27 @@ struct Args {
     /// Fetch keys from this JWKS URL and skip discovery.
     #[arg(long, env = "AUTHPLANE_JWKS_URI")]
     jwks_uri: Option<String>,
+    /// MCP sessions one principal (iss, sub, client_id) may hold; one more
+    /// closes its least recently used session.
+    #[arg(long, env = "MCP_SESSIONS_PER_PRINCIPAL", default_value_t = 8)]
+    sessions_per_principal: usize,
+    /// MCP sessions open at once; beyond it, initialize gets 503.
+    #[arg(long, env = "MCP_MAX_SESSIONS", default_value_t = 1000)]
+    max_sessions: usize,
+    /// Seconds without a request after which a session is closed.
+    #[arg(long, env = "MCP_SESSION_IDLE_TIMEOUT", default_value_t = 300)]
+    session_idle_timeout: i64,
+    /// Browser origins allowed to call the server (CORS), comma-separated;
+    /// `*` for any (tokens are not cookies), empty for no CORS.
+    #[arg(long, env = "MCP_CORS_ORIGINS", default_value = "*")]
+    cors_origins: String,
+    /// Milliseconds a request with an unknown key id waits for the JWKS
+    /// refetch before it is answered 503.
+    #[arg(long, env = "AUTHPLANE_JWKS_UNKNOWN_KID_TIMEOUT_MS", default_value_t = 2000)]
+    jwks_unknown_kid_timeout_ms: u64,
+    /// Seconds cached keys are trusted after the last successful JWKS fetch.
+    #[arg(long, env = "AUTHPLANE_JWKS_MAX_KEY_AGE", default_value_t = 86_400)]
+    jwks_max_key_age: i64,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     log: String,
@@ -127,13 +150,56 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = &args.jwks_uri {
         resource = resource.with_jwks_uri(url)?;
     }
-    let verifier = Verifier::new(resource.clone());
+    let policy = CachePolicy {
+        unknown_kid_timeout_ms: args.jwks_unknown_kid_timeout_ms,
+        max_key_age: args.jwks_max_key_age,
+        ..CachePolicy::default()
+    };
+    let verifier = Verifier::builder(resource.clone()).cache_policy(policy).build();
     if let Err(e) = verifier.warm_up().await {
         // Not fatal: the AS may start after us; the first request retries.
         tracing::warn!(error = e.err_name(), detail = %e, "AuthPlane not reachable yet");
     }
-    let auth =
-        BearerAuthLayer::new(verifier).tool_scope("list_notes", "tools/read").tool_scope("add_note", "tools/write");
+
+    // Sessions: each bound to the principal that created it (another
+    // principal gets 404), and bounded. rmcp's own idle timeout is a little
+    // longer, so the registry closes sessions first, through `on_close`.
+    let limits = SessionLimits {
+        per_principal: args.sessions_per_principal,
+        max_sessions: args.max_sessions,
+        idle_timeout_secs: args.session_idle_timeout,
+        ..SessionLimits::default()
+    };
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive =
+        Some(Duration::from_secs(u64::try_from(args.session_idle_timeout).unwrap_or(300).saturating_add(60)));
+    let manager = Arc::new(manager);
+    let closer = manager.clone();
+    let sessions = Sessions::new(limits).on_close(move |id| {
+        let m = closer.clone();
+        tokio::spawn(async move {
+            let _ = m.close_session(&id.into()).await;
+        });
+    });
+    let reaper = sessions.clone();
+    tokio::spawn(async move {
+        // Frees idle sessions even when no request comes to trigger a sweep.
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tick.tick().await;
+            reaper.reap_idle();
+        }
+    });
+
+    let mut auth = BearerAuthLayer::new(verifier)
+        .tool_scope("list_notes", "tools/read")
+        .tool_scope("add_note", "tools/write")
+        .sessions(sessions);
+    match args.cors_origins.trim() {
+        "" => {}
+        "*" => auth = auth.cors(Cors::any_origin()),
+        list => auth = auth.cors(Cors::allow_origins(list.split(',').map(str::trim).filter(|o| !o.is_empty()))),
+    }
     // -------------------------------------------------------------------------
 
     let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
@@ -143,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notes = Arc::new(Mutex::new(Vec::new()));
     let mcp = StreamableHttpService::new(
         move || Ok(Notes::new(notes.clone())),
-        Arc::new(LocalSessionManager::default()),
+        manager,
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     );
     let path = resource_path(resource.resource());
