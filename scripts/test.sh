@@ -38,6 +38,9 @@ fi
 step "OAuth flows driven by independent clients and Chromium (e2e/oauth)"
 e2e/oauth/run.sh
 
+step "MCP Inspector through AuthPlane and the example MCP server (e2e/inspector)"
+e2e/inspector/run.sh
+
 step "the black-box probe of the public endpoints, bounded (e2e/abuse)"
 e2e/abuse/run.sh
 
