@@ -9,6 +9,7 @@ bodies, http.client for the rest, /proc for the server's memory.
     python3 abuse.py slow-body     # bodies that never finish are cut, connections bounded
     python3 abuse.py brute-force   # wrong passwords and client secrets are throttled
     python3 abuse.py registration  # registration is rate-limited and its input bounded
+    python3 abuse.py connections   # server.max_connections holds (MAX_CONNECTIONS)
 
 Each check prints `ok` or `FAIL` lines; the last line is "N passed, M failed".
 Every loop is bounded in count and time; every address is loopback.
@@ -183,6 +184,42 @@ def slow_body(read_timeout):
     check(s == 200, "the server answers normally afterwards", s)
 
 
+def socket_fds():
+    n = 0
+    for fd in os.listdir(f"/proc/{PID}/fd"):
+        try:
+            if os.readlink(f"/proc/{PID}/fd/{fd}").startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def connections(limit):
+    """server.max_connections: the server holds at most `limit` client
+    connections; the rest wait in the kernel's queue, and are served once
+    idle ones are cut (request_read_timeout)."""
+    base = socket_fds()
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(socket.create_connection((HOST, PORT), timeout=10))
+        time.sleep(1.0)
+        held = socket_fds() - base
+        print(f"     40 idle connections opened; the server holds {held} (limit {limit})")
+        check(held <= limit, f"at most {limit} connections held at once", held)
+        # The new connection waits in the accept queue behind the idle ones,
+        # which are cut `limit` at a time after the read timeout (5 s).
+        bound = (40 // limit + 1) * 5 + 5
+        started = time.time()
+        s, _, _ = request("GET", "/health", timeout=bound + 5)
+        took = time.time() - started
+        check(s == 200 and took < bound, f"a new request is still served, after {took:.1f} s (bound {bound} s)", (s, took))
+    finally:
+        for s in socks:
+            s.close()
+
+
 def brute_force():
     statuses = []
     retry_after = None
@@ -247,6 +284,8 @@ def main():
         memory()
     elif what == "slow-body":
         slow_body(int(os.environ.get("READ_TIMEOUT", "5")))
+    elif what == "connections":
+        connections(int(os.environ["MAX_CONNECTIONS"]))
     elif what == "brute-force":
         brute_force()
     elif what == "registration":

@@ -8,6 +8,7 @@
 #   1. failure throttle off (so every sign-in reaches the password hasher):
 #      200 concurrent wrong-password sign-ins must keep RSS under 100 MB;
 #      bodies that never finish arriving and idle connections are cut.
+#   3. server.max_connections 8: 40 idle connections, at most 8 held.
 #   2. defaults, with 127.0.0.1 as a trusted proxy (so X-Forwarded-For can play
 #      other client addresses) and 10 registrations a minute: brute force on a
 #      password and on a client secret is throttled without locking the user
@@ -53,6 +54,11 @@ echo "e2e-abuse: server 1 (failure throttle off; read timeout 5 s, the default)"
 AUTHPLANE_LIMITS_FAILURE_THROTTLE=false as_start abuse-1 "$AUTHSERVER_BIN"
 run memory
 READ_TIMEOUT=5 run slow-body
+as_stop
+
+echo "e2e-abuse: server 3 (server.max_connections 8)"
+AUTHPLANE_SERVER_MAX_CONNECTIONS=8 as_start abuse-3 "$AUTHSERVER_BIN"
+MAX_CONNECTIONS=8 run connections
 as_stop
 
 echo "e2e-abuse: server 2 (defaults; 127.0.0.1 trusted as a proxy; 10 registrations a minute)"
