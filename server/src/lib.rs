@@ -1,7 +1,7 @@
 //! The AuthPlane authorization server (`authserver`).
 //!
 //! A request goes one way: `http/` (parse, call, render) → service modules
-//! (`keys/`, `registry`, later `oauth/`) → `store/`. The one place that turns a
+//! (`oauth/`, `keys/`, `registry`, `limits`) → `store/`. The one place that turns a
 //! domain error into an HTTP response is [`http::error`].
 #![forbid(unsafe_code)]
 

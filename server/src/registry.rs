@@ -1,5 +1,5 @@
-//! The resources this AS serves, held in memory for discovery and (later)
-//! every authorization request; refreshed from the database after each change
+//! The resources this AS serves, held in memory for discovery and for
+//! every authorization and token request; refreshed from the database after each change
 //! and periodically, so replicas sharing Postgres converge.
 
 use std::collections::BTreeSet;

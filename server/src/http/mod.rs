@@ -1,5 +1,6 @@
-//! HTTP: the public listener (discovery, JWKS, health; OAuth endpoints come
-//! with their issue) and the admin listener (metrics, admin REST API).
+//! HTTP: the public listener (discovery, JWKS, health, the OAuth endpoints
+//! and the login and consent pages) and the admin listener (metrics, admin
+//! REST API). Handlers parse, call `oauth/`, and render.
 
 pub mod admin;
 pub mod error;

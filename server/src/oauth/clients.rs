@@ -95,13 +95,6 @@ pub async fn find_from(
     Ok(None)
 }
 
-/// The client or `invalid_client`.
-pub async fn require(state: &AppState, client_id: &str, now: i64) -> Result<Client, Error> {
-    find(state, client_id, now)
-        .await?
-        .ok_or_else(|| Error::new(Kind::InvalidClient, format!("unknown client {client_id}")))
-}
-
 pub(crate) fn from_document(doc: cimd::Document) -> Client {
     let display_name = doc.client_name.clone().unwrap_or_else(|| doc.client_id.clone());
     Client { spec: doc.into_client_config(), display_name, from_metadata_document: true }

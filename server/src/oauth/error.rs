@@ -177,10 +177,6 @@ impl From<sea_orm::DbErr> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-pub fn invalid_request(d: impl Into<String>) -> Error {
-    Error::new(Kind::InvalidRequest, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

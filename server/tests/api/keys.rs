@@ -73,7 +73,9 @@ async fn db_store_rotation_through_the_admin_api() {
     eventually(3, "the emergency key signs", || async { app.current_kid().await == c }).await;
     let kids = app.jwks_kids().await;
     assert!(kids.contains(&a) && kids.contains(&c), "{kids:?}");
-    let _ = b;
+    // The key announced before the emergency stays published: it was
+    // promised to caches and still has its turn to sign.
+    assert!(kids.contains(&b), "the announced key is not dropped: {kids:?}");
 }
 
 #[tokio::test]

@@ -27,12 +27,13 @@ async fn every_request_line_carries_request_trace_and_span_ids() {
     let res = app.http.get(format!("{}/health", app.public)).header("x-request-id", "a b\"c=d").send().await.unwrap();
     assert_ne!(res.headers()["x-request-id"], "a b\"c=d");
 
-    let _ = app
-        .admin_req(reqwest::Method::GET, "/admin/clients")
-        .bearer_auth("wrong-key-xxxxxxxxxxx")
-        .send()
-        .await
-        .unwrap();
+    // Not through admin_req: it already carries the right key, and a second
+    // Authorization header would never be read.
+    let refused =
+        app.http.get(format!("{}/admin/clients", app.admin)).bearer_auth("wrong-key-xxxxxxxxxxx").send().await.unwrap();
+    assert_eq!(refused.status(), 401, "a wrong admin key is refused");
+    eventually(5, "the refusal is logged", || async { app.logs().iter().any(|l| l.contains("ErrAdminUnauthorized")) })
+        .await;
 
     eventually(5, "access lines written", || async {
         app.logs().iter().filter(|l| l.contains("msg=request ")).count() >= 4

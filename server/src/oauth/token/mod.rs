@@ -131,8 +131,6 @@ pub async fn exchange(
     result
 }
 
-/// Signs an access token and, for user grants, records its `jti` in the
-/// family so that revoking the family revokes it too.
 /// Who and what an access token is for.
 pub(crate) struct Subject<'a> {
     pub sub: &'a str,
@@ -143,6 +141,8 @@ pub(crate) struct Subject<'a> {
     pub family: Option<&'a str>,
 }
 
+/// Signs an access token and, for user grants, records its `jti` in the
+/// family so that revoking the family revokes it too.
 pub(crate) async fn issue_access<C: ConnectionTrait>(
     state: &AppState,
     conn: &C,
