@@ -57,6 +57,8 @@ pub struct Response {
 const KEPT: &[&str] =
     &["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"];
 
+const MAX_REDIRECT_URIS: usize = 20;
+
 fn meta_err(d: impl Into<String>) -> Error {
     Error::new(Kind::InvalidClientMetadata, d)
 }
@@ -141,6 +143,11 @@ pub fn validate(
         && rts.iter().any(|r| r != "code")
     {
         return Err(meta_err("response_types may only contain code"));
+    }
+    // Bound what one registration can store (with the 64 KiB body cap and
+    // the metadata checks): a client needs a handful of redirect URIs.
+    if req.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(meta_err(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
     }
     let mut redirect_uris = Vec::new();
     for u in &req.redirect_uris {

@@ -386,6 +386,9 @@ async fn registration_refuses_malformed_uris_and_content_types() {
         let (s, v) = register(&app, json!({"redirect_uris": ["https://a.example/cb"], k: bad})).await;
         assert_eq!((s, v["error"].as_str()), (400, Some("invalid_client_metadata")), "{k}={bad:?} -> {v}");
     }
+    let many: Vec<String> = (0..21).map(|i| format!("https://a.example/cb{i}")).collect();
+    let (s, v) = register(&app, json!({"redirect_uris": many})).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_client_metadata")), "21 redirect URIs: {v}");
     for ct in [None, Some("text/plain")] {
         let mut r = app
             .http
