@@ -81,10 +81,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let instance = lease.as_ref().map(|l| l.identity.clone());
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), server_image, instance, sharding));
+    let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
     let controllers = futures_util::future::join3(
-        controller::authserver::run(ctx.clone(), namespace.clone(), stop()),
+        controller::authserver::run(ctx.clone(), namespace.clone(), secrets.clone(), secret_stream, stop()),
         controller::protectedresource::run(ctx.clone(), namespace.clone(), stop()),
-        controller::oauthclient::run(ctx.clone(), namespace.clone(), stop()),
+        controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, stop()),
     );
 
     let lost = async {

@@ -72,10 +72,10 @@ fn samples_render_to_a_config_the_server_loads() {
     let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
     let public: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "uid-c1", 2);
     let confidential: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "uid-c2", 3);
-    let reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
+    let mut reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
     assert!(reg.client_verdicts.values().all(|v| *v == Verdict::Accepted), "{:?}", reg.client_verdicts);
 
-    let rendered = render(&s.spec, &reg).unwrap();
+    let rendered = render(&s.spec, &mut reg).unwrap();
     let yaml = to_yaml("demo", "authplane", &s.spec, &rendered.config).unwrap();
     assert!(yaml.starts_with("# Rendered by authplane-operator from AuthServer demo/authplane."));
     // The server's own loader, with no environment: what the pod will read.
@@ -114,7 +114,7 @@ fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
     twin.metadata.name = Some("twin".into());
     twin.spec.client_id = Some("demo.backend".into());
 
-    let reg = registry(
+    let mut reg = registry(
         &[resource_in(&a), resource_in(&b), resource_in(&dpop)],
         &[client_in(&confidential, None), client_in(&lost, None), client_in(&twin, Some(DIGEST))],
     );
@@ -132,21 +132,21 @@ fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
     assert_eq!(reg.resources.len(), 1);
     assert_eq!(reg.clients.len(), 1);
     // And what is left still renders.
-    render(&server().spec, &reg).unwrap();
+    render(&server().spec, &mut reg).unwrap();
 }
 
 #[test]
 fn a_spec_the_server_would_refuse_is_named_by_its_field() {
     let mut s = server();
     s.spec.signing.rotation_interval = "5m".into();
-    let e = render(&s.spec, &Default::default()).unwrap_err();
+    let e = render(&s.spec, &mut Default::default()).unwrap_err();
     assert!(e.0.starts_with("spec.signing.rotationInterval"), "{e}");
     let mut s = server();
     s.spec.issuer = "http://auth.example.com".into();
-    let e = render(&s.spec, &Default::default()).unwrap_err();
+    let e = render(&s.spec, &mut Default::default()).unwrap_err();
     assert!(e.0.starts_with("spec.issuer"), "{e}");
     s.spec.allow_insecure_http = true;
-    render(&s.spec, &Default::default()).unwrap();
+    render(&s.spec, &mut Default::default()).unwrap();
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn deployment_runs_the_server_as_specified() {
     let env = d.spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
     let url = env.iter().find(|e| e.name == "AUTHPLANE_DATABASE_URL").unwrap();
     assert_eq!(url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "db");
-    let rendered = render(&pg.spec, &Default::default()).unwrap();
+    let rendered = render(&pg.spec, &mut Default::default()).unwrap();
     assert_eq!(rendered.config.database.max_connections, 5);
 }
 
@@ -270,7 +270,7 @@ fn shards_stay_under_their_limit_and_a_removal_always_takes_effect() {
     let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
     let clients = many_clients(300);
     let inputs: Vec<ClientIn<'_>> = clients.iter().map(|c| client_in(c, Some(DIGEST))).collect();
-    let reg = registry(&[resource_in(&r)], &inputs);
+    let mut reg = registry(&[resource_in(&r)], &inputs);
     assert_eq!(reg.clients.len(), 300);
     let small = Sharding { count: 4, max_bytes: 16 * 1024 };
     let split = shards::split(&reg, small);
@@ -283,7 +283,8 @@ fn shards_stay_under_their_limit_and_a_removal_always_takes_effect() {
     assert!(!split.too_large.is_empty(), "300 clients cannot fit in 64 KiB");
     assert_eq!(split.clients + split.too_large.len(), 300);
     // Oldest first: whatever was left out is younger than what went in.
-    let yaml = to_yaml("demo", "authplane", &s.spec, &render(&s.spec, &reg).unwrap().config).unwrap();
+    let yaml = to_yaml("demo", "authplane", &s.spec, &render(&s.spec, &mut reg).unwrap().config).unwrap();
+    assert_eq!(reg.clients.len(), 300, "render hands the registry back whole");
     let loaded = load_with_shards(&yaml, &split);
     assert_eq!(loaded.clients.len(), split.clients);
 
@@ -338,6 +339,18 @@ fn a_freed_client_id_is_not_handed_to_a_waiting_duplicate() {
     let reg = registry(&[resource_in(&r)], &[client_in(&backend, Some(DIGEST)), holder]);
     assert_eq!(reason(&reg, "impostor"), "Accepted");
     assert_eq!(reason(&reg, "backend"), "DuplicateClientId");
+}
+
+#[test]
+fn has_client_id_matches_client_id() {
+    use authplane_operator::render::config::{client_id, has_client_id};
+    let mut c: OAuthClient = sample("oauthclient-public.yaml");
+    for (ns, name, id) in [("demo", "cli", "demo.cli"), ("demo", "cli", "demo.clix"), ("de", "mo.cli", "demo.cli")] {
+        assert_eq!(has_client_id(ns, name, &c.spec, id), client_id(ns, name, &c.spec) == id, "{ns} {name} {id}");
+    }
+    c.spec.client_id = Some("x".into());
+    assert!(has_client_id("demo", "cli", &c.spec, "x"));
+    assert!(!has_client_id("demo", "cli", &c.spec, "demo.cli"));
 }
 
 #[test]

@@ -96,25 +96,28 @@ impl Debounce {
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    shared: super::SharedSecrets,
+    secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client: Client = base.client.clone();
     let ns = namespace.as_deref();
     let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
-    let (secrets, secret_stream) = reflect(api::<Secret>(&client, ns), managed.clone());
+    // The Secrets cache is shared with the OAuthClient controller; this
+    // controller's trigger stream is what fills it.
+    let secrets = shared.store.clone();
     let (deployments, deployment_stream) = reflect(api::<Deployment>(&client, ns), managed.clone());
     let (services, service_stream) = reflect(api::<Service>(&client, ns), managed);
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
 
-    let wait_secrets = secrets.clone();
     let wait_deployments = deployments.clone();
     let wait_resources = resources.clone();
     let wait_clients = clients.clone();
     let wait_services = services.clone();
     let ready = super::when_ready(async move {
-        let _ = wait_secrets.wait_until_ready().await;
+        super::caches_ready(&shared.ready).await;
         let _ = wait_deployments.wait_until_ready().await;
         let _ = wait_resources.wait_until_ready().await;
         let _ = wait_clients.wait_until_ready().await;
@@ -249,10 +252,10 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
             spec: &r.spec,
         })
         .collect();
-    let reg: Registry = registry(&resource_inputs, &client_inputs);
+    let mut reg: Registry = registry(&resource_inputs, &client_inputs);
 
     // 2. The config file.
-    let rendered = match render(&obj.spec, &reg).and_then(|r| Ok((to_yaml(&ns, &name, &obj.spec, &r.config)?, r))) {
+    let rendered = match render(&obj.spec, &mut reg).and_then(|r| Ok((to_yaml(&ns, &name, &obj.spec, &r.config)?, r))) {
         Ok(r) => r,
         Err(e) => {
             let wants = [
@@ -659,11 +662,11 @@ async fn client_digest(ctx: &Ctx, c: &OAuthClient) -> Result<Option<String>, Err
         .secrets
         .get(&ObjectRef::new(&name).within(&ns))
         .filter(|s| s.labels().get(OAUTHCLIENT_LABEL).map(String::as_str) == Some(c.name_any().as_str()));
-    let secret = match cached {
-        Some(s) => Some((*s).clone()),
+    let secret: Option<Arc<Secret>> = match cached {
+        Some(s) => Some(s),
         // Only ask the API when the OAuthClient says its Secret exists.
         None if c.status.as_ref().and_then(|s| s.secret_name.as_ref()).is_some() => {
-            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&name).await?
+            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&name).await?.map(Arc::new)
         }
         None => None,
     };

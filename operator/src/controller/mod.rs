@@ -252,6 +252,42 @@ where
     (reader, stream)
 }
 
+/// A watch of `K` that only triggers reconciles and keeps no cache: for a
+/// kind whose cache another controller already holds ([`SharedSecrets`]).
+pub fn triggers<K>(api: Api<K>, wc: watcher::Config) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    watcher(api, wc).default_backoff().touched_objects()
+}
+
+/// The cache of the operator's own Secrets (config, shards, keys,
+/// credentials), held once for both the AuthServer and the OAuthClient
+/// controllers: at 10,000 clients a second copy cost tens of MiB. The
+/// AuthServer controller drives the watch (its trigger stream fills the
+/// store); `ready` resolves once, from a single waiter on the store.
+#[derive(Clone)]
+pub struct SharedSecrets {
+    pub store: Store<Secret>,
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The shared Secret cache and the stream that fills it (which the
+/// AuthServer controller must poll).
+pub fn shared_secrets(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (SharedSecrets, impl Stream<Item = Result<Secret, watcher::Error>> + Send + use<>) {
+    let (store, stream) =
+        reflect(api::<Secret>(client, namespace), watcher::Config::default().labels(crate::render::MANAGED_SELECTOR));
+    let wait = store.clone();
+    let ready = when_ready(async move {
+        let _ = wait.wait_until_ready().await;
+    });
+    (SharedSecrets { store, ready }, stream)
+}
+
 fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
 }

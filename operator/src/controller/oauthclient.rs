@@ -25,7 +25,7 @@ use tracing::Instrument;
 use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret, reflect};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{
-    ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, id_claim, registry,
+    ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, id_claim, registry,
 };
 use crate::render::shards::{entry_hash, shard_of};
 use crate::render::{AUTHSERVER_LABEL, MANAGED_BY_LABEL, MANAGED_SELECTOR, SHARD_LABEL, objects, sha256_hex};
@@ -48,6 +48,7 @@ pub struct Ctx {
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    shared: super::SharedSecrets,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
@@ -55,17 +56,19 @@ pub fn run(
     let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
-    let (secrets, secret_stream) =
-        reflect(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    // The Secrets cache is shared with the AuthServer controller; here only
+    // a watch that triggers reconciles.
+    let secret_stream =
+        super::triggers(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    let secrets = shared.store.clone();
     let by_server = clients.clone();
     let by_resource = clients.clone();
     let wait_servers = servers.clone();
     let wait_resources = resources.clone();
-    let wait_secrets = secrets.clone();
     let ready = super::when_ready(async move {
         let _ = wait_servers.wait_until_ready().await;
         let _ = wait_resources.wait_until_ready().await;
-        let _ = wait_secrets.wait_until_ready().await;
+        super::caches_ready(&shared.ready).await;
     });
     let by_shard = clients.clone();
     let shard_count = base.sharding.count;
@@ -302,8 +305,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                 c.namespace().as_deref() == Some(ns.as_str())
                     && c.spec.auth_server_ref.name == server_name
                     && c.metadata.deletion_timestamp.is_none()
-                    && client_id(&ns, &c.name_any(), &c.spec) == id
-                    && c.name_any() != name
+                    && c.metadata.name.as_deref().is_some_and(|n| n != name && has_client_id(&ns, n, &c.spec, &id))
             })
             .collect();
         let stand_in = Some("0".repeat(64));
