@@ -81,11 +81,21 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let instance = lease.as_ref().map(|l| l.identity.clone());
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), server_image, instance, sharding));
+    // One cache of Secrets and one of OAuthClients for both controllers
+    // that need them (at 10,000 clients a second copy costs tens of MiB).
     let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
+    let (clients, client_stream) = controller::shared_clients(&client, namespace.as_deref());
     let controllers = futures_util::future::join3(
-        controller::authserver::run(ctx.clone(), namespace.clone(), secrets.clone(), secret_stream, stop()),
+        controller::authserver::run(
+            ctx.clone(),
+            namespace.clone(),
+            secrets.clone(),
+            secret_stream,
+            clients.clone(),
+            stop(),
+        ),
         controller::protectedresource::run(ctx.clone(), namespace.clone(), stop()),
-        controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, stop()),
+        controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, (clients, client_stream), stop()),
     );
 
     let lost = async {

@@ -98,6 +98,7 @@ pub fn run(
     namespace: Option<String>,
     shared: super::SharedSecrets,
     secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    shared_clients: super::SharedClients,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client: Client = base.client.clone();
@@ -110,21 +111,24 @@ pub fn run(
     let (deployments, deployment_stream) = reflect(api::<Deployment>(&client, ns), managed.clone());
     let (services, service_stream) = reflect(api::<Service>(&client, ns), managed);
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
-    let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
+    // The OAuthClient cache is the OAuthClient controller's; here only a
+    // watch that triggers renders.
+    let clients = shared_clients.store.clone();
+    let client_stream = super::triggers(api::<OAuthClient>(&client, ns), watcher::Config::default());
 
     let wait_deployments = deployments.clone();
     let wait_resources = resources.clone();
-    let wait_clients = clients.clone();
     let wait_services = services.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared.ready).await;
         let _ = wait_deployments.wait_until_ready().await;
         let _ = wait_resources.wait_until_ready().await;
-        let _ = wait_clients.wait_until_ready().await;
+        super::caches_ready(&shared_clients.ready).await;
         let _ = wait_services.wait_until_ready().await;
     });
     let debounce = Arc::new(Debounce::default());
     let (d1, d2, d3) = (debounce.clone(), debounce.clone(), debounce.clone());
+    let own = base.clone();
     let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services, debounce });
     let controller = Controller::for_stream(server_stream, servers)
         // Every Secret the operator writes carries the AuthServer's name: its
@@ -136,6 +140,10 @@ pub fn run(
             let server = s.labels().get(AUTHSERVER_LABEL)?;
             if s.labels().contains_key(OAUTHCLIENT_LABEL) {
                 d1.touch(&ns, server);
+            } else if super::own_write(&own, &s) {
+                // The echo of its own write of a shard, config or keys: at
+                // 10,000 clients re-rendering for each cost a full render.
+                return None;
             }
             Some(ObjectRef::new(server).within(&ns))
         })

@@ -273,6 +273,43 @@ pub struct SharedSecrets {
     pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The OAuthClient cache, held once: the OAuthClient controller drives it
+/// (its main stream); the AuthServer controller reads it and only watches
+/// for triggers. `ready` is set when the stream passes the watch's first
+/// `InitDone`, i.e. once the store holds the initial list; it is not a
+/// second waiter on the store's own readiness signal, which wakes only one
+/// waiter (the controller's).
+#[derive(Clone)]
+pub struct SharedClients {
+    pub store: Store<authplane_crds::OAuthClient>,
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn shared_clients(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (SharedClients, impl Stream<Item = Result<authplane_crds::OAuthClient, watcher::Error>> + Send + use<>) {
+    use futures_util::TryStreamExt;
+    let (reader, writer) = reflector::store();
+    let (tx, ready) = tokio::sync::watch::channel(false);
+    let stream = watcher(api::<authplane_crds::OAuthClient>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut authplane_crds::OAuthClient| {
+            o.managed_fields_mut().clear();
+            if let Some(a) = o.meta_mut().annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
+        .reflect(writer)
+        .inspect_ok(move |ev| {
+            if matches!(ev, watcher::Event::InitDone) {
+                let _ = tx.send(true);
+            }
+        })
+        .touched_objects();
+    (SharedClients { store: reader, ready }, stream)
+}
+
 /// The shared Secret cache and the stream that fills it (which the
 /// AuthServer controller must poll).
 pub fn shared_secrets(
@@ -351,7 +388,8 @@ pub async fn put_secret(ctx: &Context, mut desired: Secret, live: Option<&Secret
         }
     };
     match result.map_err(Error::from) {
-        Ok(_) => {
+        Ok(out) => {
+            ctx.remember(format!("{key}/written"), out.resource_version());
             ctx.set_refusal(key, None);
             Ok(Written::Written)
         }
@@ -466,6 +504,13 @@ fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
         "ProtectedResource" => "ProtectedResource",
         _ => "other",
     }
+}
+
+/// Whether `secret` is exactly the version the operator's last write
+/// produced: the watch event of its own write, which needs no reconcile.
+pub fn own_write(ctx: &Context, secret: &Secret) -> bool {
+    let v = secret.resource_version();
+    v.is_some() && ctx.remembered(&format!("{}/written", key_of(secret))) == v
 }
 
 /// The key `on_error` and `succeeded` use for an object.

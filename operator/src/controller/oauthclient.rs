@@ -49,11 +49,17 @@ pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
     shared: super::SharedSecrets,
+    (shared_clients, client_stream): (
+        super::SharedClients,
+        impl futures_util::Stream<Item = Result<OAuthClient, watcher::Error>> + Send + 'static,
+    ),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
     let ns = namespace.as_deref();
-    let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
+    // The cache shared with the AuthServer controller; this controller's
+    // main stream fills it.
+    let clients = shared_clients.store.clone();
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     // The Secrets cache is shared with the AuthServer controller; here only
