@@ -363,7 +363,7 @@ check "allowed: create events.k8s.io events" can create events.events.k8s.io -n 
 check "allowed: delete servicemonitors (rbac.serviceMonitors)" can delete servicemonitors.monitoring.coreos.com -n "$samples_ns"
 check "forbidden: delete secrets" cannot delete secrets -n "$samples_ns"
 check "forbidden: delete deployments" cannot delete deployments.apps -n "$samples_ns"
-check "forbidden: update secrets (server-side apply only)" cannot update secrets -n "$samples_ns"
+check "allowed: update secrets (written whole, so stray or corrupt keys are removed)" can update secrets -n "$samples_ns"
 check "forbidden: get pods" cannot get pods -n "$samples_ns"
 check "forbidden: list configmaps" cannot list configmaps -n "$samples_ns"
 check "forbidden: update authservers (spec is the user's)" cannot update authservers.authplane.io -n "$samples_ns"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authplane_operator::leader::LeaseConfig;
+use authplane_operator::render::shards::Sharding;
 use authplane_operator::run::{Settings, run};
 use authplane_operator::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
@@ -56,6 +57,15 @@ struct RunArgs {
     log_level: String,
     #[arg(long, env = "AUTHPLANE_OPERATOR_LOG_FORMAT", value_enum, default_value = "logfmt")]
     log_format: LogFormat,
+    /// Secrets the registry (ProtectedResources, OAuthClients) of each
+    /// AuthServer is split into; changing it rolls the server pods.
+    #[arg(long, env = "AUTHPLANE_OPERATOR_REGISTRY_SHARDS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=64))]
+    registry_shards: u32,
+    /// Largest registry shard written, in bytes; objects that do not fit are
+    /// left out with `Ready=False ConfigTooLarge`. At most 900 KiB (a Secret
+    /// holds 1 MiB).
+    #[arg(long, env = "AUTHPLANE_OPERATOR_MAX_SHARD_BYTES", default_value_t = 512 * 1024, value_parser = clap::value_parser!(u64).range(1024..=921_600))]
+    max_shard_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +95,8 @@ fn main() -> ExitCode {
                 no_leader_election,
                 log_level,
                 log_format,
+                registry_shards,
+                max_shard_bytes,
             } = args;
             telemetry::init(&log_level, log_format);
             let identity = identity.unwrap_or_else(|| {
@@ -97,7 +109,11 @@ fn main() -> ExitCode {
                 identity,
                 duration: Duration::from_secs(lease_seconds.max(3)),
             });
-            let settings = Settings { namespace, metrics_addr, server_image, lease };
+            let sharding = Sharding {
+                count: registry_shards,
+                max_bytes: usize::try_from(max_shard_bytes).unwrap_or(Sharding::default().max_bytes),
+            };
+            let settings = Settings { namespace, metrics_addr, server_image, lease, sharding };
             let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -11,6 +11,7 @@ use crate::controller::{self, Context};
 use crate::http::{self, Readiness};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::render::shards::Sharding;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -19,6 +20,7 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     pub server_image: String,
     pub lease: Option<LeaseConfig>,
+    pub sharding: Sharding,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ pub enum RunError {
 }
 
 pub async fn run(settings: Settings) -> Result<(), RunError> {
-    let Settings { namespace, metrics_addr, server_image, lease } = settings;
+    let Settings { namespace, metrics_addr, server_image, lease, sharding } = settings;
     let metrics = Metrics::default();
     let client = crate::client::build(&metrics).await.map_err(RunError::Client)?;
     let ready = Arc::new(Readiness::default());
@@ -78,11 +80,22 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     ready.set(Readiness::LEADING);
 
     let instance = lease.as_ref().map(|l| l.identity.clone());
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), server_image, instance));
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), server_image, instance, sharding));
+    // One cache of Secrets and one of OAuthClients for both controllers
+    // that need them (at 10,000 clients a second copy costs tens of MiB).
+    let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
+    let (clients, client_stream) = controller::shared_clients(&client, namespace.as_deref());
     let controllers = futures_util::future::join3(
-        controller::authserver::run(ctx.clone(), namespace.clone(), stop()),
+        controller::authserver::run(
+            ctx.clone(),
+            namespace.clone(),
+            secrets.clone(),
+            secret_stream,
+            clients.clone(),
+            stop(),
+        ),
         controller::protectedresource::run(ctx.clone(), namespace.clone(), stop()),
-        controller::oauthclient::run(ctx.clone(), namespace.clone(), stop()),
+        controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, (clients, client_stream), stop()),
     );
 
     let lost = async {

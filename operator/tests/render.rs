@@ -10,6 +10,7 @@ use authplane_crds::authserver::{PostgresSpec, PostgresSslMode, SqliteSpec};
 use authplane_crds::{AuthServer, OAuthClient, ProtectedResource, SecretKeyRef};
 use authplane_operator::render::config::{ClientIn, ResourceIn, Verdict, registry, render, to_yaml};
 use authplane_operator::render::objects::{self, Owner};
+use authplane_operator::render::shards::{self, Fragment, Sharding, Shards};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
@@ -45,7 +46,22 @@ fn client_in<'a>(c: &'a OAuthClient, digest: Option<&str>) -> ClientIn<'a> {
         created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
         spec: &c.spec,
         digest: digest.map(str::to_owned),
+        holds_id: false,
+        awaits_adoption: false,
     }
+}
+
+/// The main config plus every shard's fragment, as the server merges them
+/// (`--registry-dir`), validated as one.
+fn load_with_shards(yaml: &str, shards: &Shards) -> Config {
+    let mut loaded = Config::load(Some(("config.yaml", yaml)), vec![]).unwrap();
+    for s in &shards.shards {
+        let f: Fragment = serde_saphyr::from_str(&s.fragment).unwrap();
+        loaded.config.resources.extend(f.resources);
+        loaded.config.clients.extend(f.clients);
+    }
+    loaded.config.validate(&loaded.from_env).unwrap();
+    loaded.config
 }
 
 const DIGEST: &str = "55399ce7aa8c098453b45d90b73f3a2bda3f0c96f0246f4c3d2c5c4228e9df5c";
@@ -56,14 +72,16 @@ fn samples_render_to_a_config_the_server_loads() {
     let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
     let public: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "uid-c1", 2);
     let confidential: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "uid-c2", 3);
-    let reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
+    let mut reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
     assert!(reg.client_verdicts.values().all(|v| *v == Verdict::Accepted), "{:?}", reg.client_verdicts);
 
-    let rendered = render(&s.spec, &reg).unwrap();
+    let rendered = render(&s.spec, &mut reg).unwrap();
     let yaml = to_yaml("demo", "authplane", &s.spec, &rendered.config).unwrap();
     assert!(yaml.starts_with("# Rendered by authplane-operator from AuthServer demo/authplane."));
     // The server's own loader, with no environment: what the pod will read.
-    let loaded = Config::load(Some(("config.yaml", &yaml)), vec![]).unwrap().config;
+    let split = shards::split(&reg, Sharding::default());
+    assert!(Config::load(Some(("config.yaml", &yaml)), vec![]).unwrap().config.clients.is_empty());
+    let loaded = load_with_shards(&yaml, &split);
     assert_eq!(loaded.server.issuer, "https://auth.example.com");
     assert_eq!(loaded.scopes_supported(), vec!["tools/read", "tools/write"]);
     assert_eq!(loaded.signing.key_dir, "/etc/authplane/keys");
@@ -96,7 +114,7 @@ fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
     twin.metadata.name = Some("twin".into());
     twin.spec.client_id = Some("demo.backend".into());
 
-    let reg = registry(
+    let mut reg = registry(
         &[resource_in(&a), resource_in(&b), resource_in(&dpop)],
         &[client_in(&confidential, None), client_in(&lost, None), client_in(&twin, Some(DIGEST))],
     );
@@ -114,28 +132,28 @@ fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
     assert_eq!(reg.resources.len(), 1);
     assert_eq!(reg.clients.len(), 1);
     // And what is left still renders.
-    render(&server().spec, &reg).unwrap();
+    render(&server().spec, &mut reg).unwrap();
 }
 
 #[test]
 fn a_spec_the_server_would_refuse_is_named_by_its_field() {
     let mut s = server();
     s.spec.signing.rotation_interval = "5m".into();
-    let e = render(&s.spec, &Default::default()).unwrap_err();
+    let e = render(&s.spec, &mut Default::default()).unwrap_err();
     assert!(e.0.starts_with("spec.signing.rotationInterval"), "{e}");
     let mut s = server();
     s.spec.issuer = "http://auth.example.com".into();
-    let e = render(&s.spec, &Default::default()).unwrap_err();
+    let e = render(&s.spec, &mut Default::default()).unwrap_err();
     assert!(e.0.starts_with("spec.issuer"), "{e}");
     s.spec.allow_insecure_http = true;
-    render(&s.spec, &Default::default()).unwrap();
+    render(&s.spec, &mut Default::default()).unwrap();
 }
 
 #[test]
 fn deployment_runs_the_server_as_specified() {
     let s = server();
     let owner = Owner::of(&s).unwrap();
-    let d = objects::deployment(&owner, &s.spec, "img:1");
+    let d = objects::deployment(&owner, &s.spec, "img:1", 4);
     let pod = d.spec.template.spec.as_ref().unwrap();
     let labels = d.spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
     assert_eq!(labels.get("app").map(String::as_str), Some("authplane"));
@@ -154,6 +172,40 @@ fn deployment_runs_the_server_as_specified() {
     let mounts = c.volume_mounts.as_ref().unwrap();
     assert!(mounts.iter().all(|m| m.sub_path.is_none()));
     assert!(mounts.iter().any(|m| m.mount_path == "/etc/authplane/keys"));
+    // The config file and the registry shards: one projected directory, and
+    // the server is told where the shards are.
+    let config = pod.volumes.iter().flatten().find(|v| v.name == "config").unwrap();
+    let paths: Vec<String> = config
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .iter()
+        .flatten()
+        .flat_map(|s| s.secret.as_ref().unwrap().items.clone().unwrap())
+        .map(|i| i.path)
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "config.yaml",
+            "registry.d/registry-00.yaml",
+            "registry.d/registry-01.yaml",
+            "registry.d/registry-02.yaml",
+            "registry.d/registry-03.yaml"
+        ]
+    );
+    let args = c.args.clone().unwrap();
+    assert_eq!(
+        args,
+        vec![
+            "--config",
+            "/etc/authplane/config/config.yaml",
+            "--registry-dir",
+            "/etc/authplane/config/registry.d",
+            "serve"
+        ]
+    );
     assert_eq!(c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0, "256Mi");
     // The rendered config hash is not in the pod template: config hot-reloads.
     assert!(d.spec.template.metadata.as_ref().unwrap().annotations.is_none());
@@ -167,12 +219,12 @@ fn deployment_runs_the_server_as_specified() {
         ssl_mode: None,
         ca_secret_ref: None,
     });
-    let d = objects::deployment(&owner, &pg.spec, "img:1");
+    let d = objects::deployment(&owner, &pg.spec, "img:1", 4);
     assert!(d.spec.strategy.is_none());
     let env = d.spec.template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
     let url = env.iter().find(|e| e.name == "AUTHPLANE_DATABASE_URL").unwrap();
     assert_eq!(url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "db");
-    let rendered = render(&pg.spec, &Default::default()).unwrap();
+    let rendered = render(&pg.spec, &mut Default::default()).unwrap();
     assert_eq!(rendered.config.database.max_connections, 5);
     assert_eq!((rendered.config.database.sslmode, rendered.config.database.sslrootcert), (None, None));
 
@@ -180,7 +232,7 @@ fn deployment_runs_the_server_as_specified() {
     let mut tls = pg.clone();
     tls.spec.database.postgres.as_mut().unwrap().ca_secret_ref =
         Some(SecretKeyRef { name: "rds-ca".into(), key: "global-bundle.pem".into() });
-    let d = objects::deployment(&owner, &tls.spec, "img:1");
+    let d = objects::deployment(&owner, &tls.spec, "img:1", 16);
     let pod = d.spec.template.spec.as_ref().unwrap();
     let vol = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "postgres-ca").unwrap();
     let secret = vol.secret.as_ref().unwrap();
@@ -189,14 +241,14 @@ fn deployment_runs_the_server_as_specified() {
     assert_eq!((item.key.as_str(), item.path.as_str()), ("global-bundle.pem", "ca.crt"));
     let m = pod.containers[0].volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "postgres-ca").unwrap();
     assert_eq!((m.mount_path.as_str(), m.sub_path.as_deref()), ("/etc/authplane/postgres-ca", None));
-    let rendered = render(&tls.spec, &Default::default()).unwrap();
+    let rendered = render(&tls.spec, &mut Default::default()).unwrap();
     assert_eq!(rendered.config.database.sslmode, Some(SslMode::VerifyFull));
     assert_eq!(rendered.config.database.sslrootcert.as_deref(), Some("/etc/authplane/postgres-ca/ca.crt"));
     tls.spec.database.postgres.as_mut().unwrap().ssl_mode = Some(PostgresSslMode::VerifyCa);
-    assert_eq!(render(&tls.spec, &Default::default()).unwrap().config.database.sslmode, Some(SslMode::VerifyCa));
+    assert_eq!(render(&tls.spec, &mut Default::default()).unwrap().config.database.sslmode, Some(SslMode::VerifyCa));
     // A CA with a mode that does not verify is refused, naming the field.
     tls.spec.database.postgres.as_mut().unwrap().ssl_mode = Some(PostgresSslMode::Require);
-    let e = render(&tls.spec, &Default::default()).unwrap_err().to_string();
+    let e = render(&tls.spec, &mut Default::default()).unwrap_err().to_string();
     assert!(e.contains("spec.database.postgres.sslMode"), "{e}");
 }
 
@@ -224,4 +276,131 @@ fn key_secret_round_trips() {
     let (keys, bad) = objects::parse_keys(&secret);
     assert_eq!(keys, vec![k]);
     assert!(bad.is_empty());
+}
+
+fn many_clients(n: usize) -> Vec<OAuthClient> {
+    let base: OAuthClient = sample("oauthclient-confidential.yaml");
+    (0..n)
+        .map(|i| {
+            let mut c = with_meta(base.clone(), &format!("u{i}"), 100 + i as i64);
+            c.metadata.name = Some(format!("client-{i:04}"));
+            c.spec.client_id = None;
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn shards_stay_under_their_limit_and_a_removal_always_takes_effect() {
+    let s = server();
+    let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
+    let clients = many_clients(300);
+    let inputs: Vec<ClientIn<'_>> = clients.iter().map(|c| client_in(c, Some(DIGEST))).collect();
+    let mut reg = registry(&[resource_in(&r)], &inputs);
+    assert_eq!(reg.clients.len(), 300);
+    let small = Sharding { count: 4, max_bytes: 16 * 1024 };
+    let split = shards::split(&reg, small);
+    for sh in &split.shards {
+        // The limit bounds the entries; the names of those left out come on top.
+        let left_out: usize = sh.entries.too_large.iter().map(|k| k.len() + 3).sum();
+        assert!(sh.fragment.len() + sh.index_json().len() <= small.max_bytes + left_out, "shard {} too big", sh.index);
+        assert!(sh.fragment.len() > small.max_bytes / 2, "shard {} is not filled", sh.index);
+    }
+    assert!(!split.too_large.is_empty(), "300 clients cannot fit in 64 KiB");
+    assert_eq!(split.clients + split.too_large.len(), 300);
+    // Oldest first: whatever was left out is younger than what went in.
+    let yaml = to_yaml("demo", "authplane", &s.spec, &render(&s.spec, &mut reg).unwrap().config).unwrap();
+    assert_eq!(reg.clients.len(), 300, "render hands the registry back whole");
+    let loaded = load_with_shards(&yaml, &split);
+    assert_eq!(loaded.clients.len(), split.clients);
+
+    // Delete an accepted client: it leaves its shard, and nothing accepted
+    // before is dropped for it.
+    let victim = reg.client_names[0].clone();
+    let fewer: Vec<ClientIn<'_>> = inputs.iter().filter(|c| c.name != victim).cloned().collect();
+    let reg2 = registry(&[resource_in(&r)], &fewer);
+    let split2 = shards::split(&reg2, small);
+    let all =
+        |sp: &Shards| -> Vec<String> { sp.shards.iter().flat_map(|s| s.entries.clients.keys().cloned()).collect() };
+    assert!(!all(&split2).contains(&victim));
+    for n in all(&split) {
+        assert!(n == victim || all(&split2).contains(&n), "{n} was dropped by an unrelated deletion");
+    }
+
+    // A shard the API server refuses falls back to what it held, minus the
+    // removal: never larger, and the deleted client is gone.
+    let shard = shards::shard_of(&victim, small.count);
+    let before = &split.shards[shard as usize];
+    let fallback = shards::keep_only_live(&reg2, small, shard, &before.entries);
+    assert!(fallback.fragment.len() <= before.fragment.len());
+    assert!(!fallback.entries.clients.contains_key(&victim));
+    assert_eq!(fallback.entries.clients.len(), before.entries.clients.len() - 1);
+}
+
+#[test]
+fn a_freed_client_id_is_not_handed_to_a_waiting_duplicate() {
+    let r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
+    let backend: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "b", 1);
+    let mut impostor: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "i", 2);
+    impostor.metadata.name = Some("impostor".into());
+    impostor.spec.client_id = Some("demo.backend".into());
+    impostor.spec.allowed_resources.clear();
+    let reason = |reg: &authplane_operator::render::config::Registry, n: &str| match reg.client_verdicts.get(n) {
+        Some(Verdict::Rejected { reason, .. }) => *reason,
+        _ => "Accepted",
+    };
+    // While backend holds the id, impostor waits.
+    let reg = registry(&[resource_in(&r)], &[client_in(&backend, Some(DIGEST)), client_in(&impostor, None)]);
+    assert_eq!(reason(&reg, "impostor"), "DuplicateClientId");
+    // backend is gone; impostor waited: it does not get the id by itself.
+    let waiting = ClientIn { awaits_adoption: true, ..client_in(&impostor, None) };
+    let reg = registry(&[resource_in(&r)], &[waiting]);
+    assert_eq!(reason(&reg, "impostor"), "AdoptionRequired");
+    assert!(reg.clients.is_empty());
+    // With the adoption annotation it does.
+    let reg = registry(&[resource_in(&r)], &[client_in(&impostor, None)]);
+    assert_eq!(reason(&reg, "impostor"), "Accepted");
+    // A holder keeps its id against an older object that claims it later.
+    let holder = ClientIn { holds_id: true, ..client_in(&impostor, None) };
+    let reg = registry(&[resource_in(&r)], &[client_in(&backend, Some(DIGEST)), holder]);
+    assert_eq!(reason(&reg, "impostor"), "Accepted");
+    assert_eq!(reason(&reg, "backend"), "DuplicateClientId");
+}
+
+#[test]
+fn has_client_id_matches_client_id() {
+    use authplane_operator::render::config::{client_id, has_client_id};
+    let mut c: OAuthClient = sample("oauthclient-public.yaml");
+    for (ns, name, id) in [("demo", "cli", "demo.cli"), ("demo", "cli", "demo.clix"), ("de", "mo.cli", "demo.cli")] {
+        assert_eq!(has_client_id(ns, name, &c.spec, id), client_id(ns, name, &c.spec) == id, "{ns} {name} {id}");
+    }
+    c.spec.client_id = Some("x".into());
+    assert!(has_client_id("demo", "cli", &c.spec, "x"));
+    assert!(!has_client_id("demo", "cli", &c.spec, "demo.cli"));
+}
+
+#[test]
+fn id_claim_reads_status_and_the_adoption_annotation() {
+    use authplane_operator::render::config::{ADOPT_ANNOTATION, id_claim};
+    let mut c: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "i", 2);
+    assert_eq!(id_claim(&c, "demo.cli"), (false, false));
+    let cond = |reason: &str, status: &str| authplane_crds::Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: String::new(),
+        last_transition_time: String::new(),
+        observed_generation: None,
+    };
+    c.status = Some(authplane_crds::OAuthClientStatus {
+        client_id: Some("demo.cli".into()),
+        conditions: vec![cond("DuplicateClientId", "False")],
+        ..Default::default()
+    });
+    assert_eq!(id_claim(&c, "demo.cli"), (false, true));
+    c.metadata.annotations = Some([(ADOPT_ANNOTATION.to_owned(), "demo.cli".to_owned())].into());
+    assert_eq!(id_claim(&c, "demo.cli"), (false, false));
+    c.status.as_mut().unwrap().conditions = vec![cond("Registered", "True")];
+    assert_eq!(id_claim(&c, "demo.cli"), (true, false));
+    assert_eq!(id_claim(&c, "other"), (false, false));
 }

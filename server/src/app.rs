@@ -22,6 +22,8 @@ use crate::{clock, configfile, http};
 pub struct AppState {
     pub config: ArcSwap<Config>,
     pub config_path: Option<PathBuf>,
+    /// `--registry-dir`: fragments that extend the config file.
+    pub registry_dir: Option<PathBuf>,
     pub db: Db,
     pub db_info: DbInfo,
     pub keys: KeyManager,
@@ -73,7 +75,7 @@ impl AppState {
 
 /// Sets up storage and keys (failing with one line on any problem), then
 /// serves until SIGTERM/SIGINT.
-pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), String> {
+pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: Option<PathBuf>) -> Result<(), String> {
     let cfg = loaded.config;
     let metrics = Metrics::new();
     let (mut db, db_info) = store::connect(&cfg.database).await?;
@@ -115,6 +117,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>) -> Result<(), S
     let state = Arc::new(AppState {
         config: ArcSwap::from_pointee(cfg.clone()),
         config_path,
+        registry_dir,
         db,
         db_info,
         keys,
@@ -235,7 +238,8 @@ async fn wait_for_signal() {
 async fn maintain(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut config_fp = state.config_path.as_deref().and_then(configfile::fingerprint);
+    let mut config_fp =
+        state.config_path.as_deref().and_then(|p| configfile::fingerprint(p, state.registry_dir.as_deref()));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
@@ -259,7 +263,7 @@ async fn maintain(state: Arc<AppState>) {
         }
 
         if let Some(path) = &state.config_path {
-            let fp = configfile::fingerprint(path);
+            let fp = configfile::fingerprint(path, state.registry_dir.as_deref());
             if fp.is_some() && fp != config_fp {
                 config_fp = fp;
                 reload_config(&state).await;
@@ -318,7 +322,7 @@ async fn maintain(state: Arc<AppState>) {
 /// need a restart and say so.
 pub async fn reload_config(state: &AppState) {
     let Some(path) = state.config_path.as_deref() else { return };
-    let loaded = match configfile::load(Some(path)) {
+    let loaded = match configfile::load(Some(path), state.registry_dir.as_deref()) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = "ErrConfigReload", detail = %e, "config reload refused; keeping the running config");

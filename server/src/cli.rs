@@ -18,6 +18,10 @@ pub struct Cli {
     /// Config file (YAML); `AUTHPLANE_<SECTION>_<KEY>` variables override it.
     #[arg(long, short = 'c', global = true, env = "AUTHPLANE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A directory of `*.yaml` registry fragments (`resources:` and
+    /// `clients:` only) that extend the config file and reload with it.
+    #[arg(long, global = true, env = "AUTHPLANE_REGISTRY_DIR")]
+    pub registry_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config_path = cli.config.clone();
+    let registry_dir = cli.registry_dir.clone();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Version => {
             println!(
@@ -34,16 +35,16 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => {
-            let loaded = configfile::load(config_path.as_deref())?;
+            let loaded = configfile::load(config_path.as_deref(), registry_dir.as_deref())?;
             let _guard = telemetry::init(&loaded.config.log.level, loaded.config.log.format, &loaded.config.otel)?;
-            let result = actix_web::rt::System::new().block_on(app::serve(loaded, config_path));
+            let result = actix_web::rt::System::new().block_on(app::serve(loaded, config_path, registry_dir));
             if let Err(e) = &result {
                 tracing::error!(error = "ErrStartup", detail = %e, "authserver cannot start");
             }
             result
         }
         Command::Config { command: ConfigCommand::Check } => {
-            let loaded = configfile::load(config_path.as_deref())?;
+            let loaded = configfile::load(config_path.as_deref(), registry_dir.as_deref())?;
             configfile::admin_key(&loaded.config)?;
             let c = &loaded.config;
             println!(
@@ -59,7 +60,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Migrate => {
-            let loaded = configfile::load(config_path.as_deref())?;
+            let loaded = configfile::load(config_path.as_deref(), registry_dir.as_deref())?;
             runtime()?.block_on(async {
                 let (db, info) = store::connect(&loaded.config.database).await?;
                 // The same lock as `serve`, so a migrate Job and starting replicas take turns.
@@ -103,7 +104,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Keys { command } => {
-            let loaded = configfile::load(config_path.as_deref())?;
+            let loaded = configfile::load(config_path.as_deref(), registry_dir.as_deref())?;
             let cfg = loaded.config;
             runtime()?.block_on(async {
                 let store = match cfg.signing.key_store {

@@ -127,8 +127,13 @@ references let the garbage collector do that), publish Events. */}}
 - apiGroups: [authplane.io]
   resources: [authservers/finalizers, protectedresources/finalizers, oauthclients/finalizers]
   verbs: [update]
+# Secrets are written whole (update), so that a hand-added or corrupt key is
+# removed: server-side apply never prunes a field another manager owns.
 - apiGroups: [""]
-  resources: [secrets, services]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, patch]
+- apiGroups: [""]
+  resources: [services]
   verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments]

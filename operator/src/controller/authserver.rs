@@ -5,8 +5,9 @@
 //! edited child is repaired), by every ProtectedResource and OAuthClient that
 //! references it, and by the rotation schedule (`requeue_after`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use authplane_crds::authserver::SigningKeyStatus;
 use authplane_crds::common::condition;
@@ -23,12 +24,19 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
-use super::{Context, Error, api, apply_secret, apply_tracked, generation_token, patch_status, reflect, version_token};
+use super::{
+    Context, Error, WriteFailure, Written, api, apply_tracked, generation_token, patch_status, put_secret, reflect,
+    version_token,
+};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::keys;
-use crate::render::config::{ClientIn, Registry, ResourceIn, client_secret_name, registry, render, to_yaml};
+use crate::render::config::{
+    ClientIn, Registry, ResourceIn, client_id, client_secret_name, id_claim, registry, render, to_yaml,
+};
 use crate::render::objects::{self, Owner};
-use crate::render::{AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, stamp};
+use crate::render::{
+    AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, shards, stamp,
+};
 
 const KIND: &str = "AuthServer";
 /// Longest sleep between reconciles of a settled AuthServer (picks up
@@ -43,65 +51,134 @@ pub struct Ctx {
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
     services: Store<Service>,
+    debounce: Arc<Debounce>,
+}
+
+/// Trailing debounce with a maximum wait, per AuthServer: a render waits
+/// until its registry has been quiet for `QUIET`, but never longer than
+/// `MAX_WAIT` after the first change it has not rendered yet, so a steady
+/// stream of edits is still written every few seconds.
+#[derive(Default)]
+pub struct Debounce {
+    pending: std::sync::Mutex<HashMap<String, (Instant, Instant)>>,
+}
+
+pub const QUIET: Duration = Duration::from_secs(1);
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
+
+impl Debounce {
+    /// A change that the AuthServer `ns/name` must render.
+    fn touch(&self, ns: &str, name: &str) {
+        let now = Instant::now();
+        if let Ok(mut m) = self.pending.lock() {
+            let e = m.entry(format!("{ns}/{name}")).or_insert((now, now));
+            e.1 = now;
+        }
+    }
+
+    /// How much longer to wait before rendering, or `None` to render now
+    /// (which takes the pending changes).
+    fn wait(&self, ns: &str, name: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut m = self.pending.lock().ok()?;
+        let key = format!("{ns}/{name}");
+        let (first, last) = *m.get(&key)?;
+        let due = (last + QUIET).min(first + MAX_WAIT);
+        if due > now {
+            return Some(due - now);
+        }
+        m.remove(&key);
+        None
+    }
 }
 
 /// The AuthServer controller; runs until `shutdown` resolves.
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    shared: super::SharedSecrets,
+    secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    shared_clients: super::SharedClients,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client: Client = base.client.clone();
     let ns = namespace.as_deref();
     let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
-    let (secrets, secret_stream) = reflect(api::<Secret>(&client, ns), managed.clone());
+    // The Secrets cache is shared with the OAuthClient controller; this
+    // controller's trigger stream is what fills it.
+    let secrets = shared.store.clone();
     let (deployments, deployment_stream) = reflect(api::<Deployment>(&client, ns), managed.clone());
     let (services, service_stream) = reflect(api::<Service>(&client, ns), managed);
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
-    let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
+    // The OAuthClient cache is the OAuthClient controller's; here only a
+    // watch that triggers renders.
+    let clients = shared_clients.store.clone();
+    let client_stream = super::triggers(api::<OAuthClient>(&client, ns), watcher::Config::default());
 
-    let wait_secrets = secrets.clone();
     let wait_deployments = deployments.clone();
     let wait_resources = resources.clone();
-    let wait_clients = clients.clone();
     let wait_services = services.clone();
     let ready = super::when_ready(async move {
-        let _ = wait_secrets.wait_until_ready().await;
+        super::caches_ready(&shared.ready).await;
         let _ = wait_deployments.wait_until_ready().await;
         let _ = wait_resources.wait_until_ready().await;
-        let _ = wait_clients.wait_until_ready().await;
+        super::caches_ready(&shared_clients.ready).await;
         let _ = wait_services.wait_until_ready().await;
     });
-    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services });
+    let debounce = Arc::new(Debounce::default());
+    let (d1, d2, d3) = (debounce.clone(), debounce.clone(), debounce.clone());
+    let own = base.clone();
+    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services, debounce });
     let controller = Controller::for_stream(server_stream, servers)
         // Every Secret the operator writes carries the AuthServer's name: its
-        // own config and keys (repair on delete or edit) and the OAuthClients'
-        // credentials (a new or changed secret means a new digest).
-        .watches_stream(secret_stream, |s: Secret| {
+        // own config, shards and keys (repair on delete or edit, at once) and
+        // the OAuthClients' credentials (a new or changed secret means a new
+        // digest).
+        .watches_stream(secret_stream, move |s: Secret| {
             let ns = s.namespace()?;
-            s.labels().get(AUTHSERVER_LABEL).map(|a| ObjectRef::new(a).within(&ns))
+            let server = s.labels().get(AUTHSERVER_LABEL)?;
+            if s.labels().contains_key(OAUTHCLIENT_LABEL) {
+                d1.touch(&ns, server);
+            } else if super::own_write(&own, &s) {
+                // The echo of its own write of a shard, config or keys: at
+                // 10,000 clients re-rendering for each cost a full render.
+                return None;
+            }
+            Some(ObjectRef::new(server).within(&ns))
         })
         .owns_stream(deployment_stream)
         .owns_stream(service_stream)
-        .watches_stream(resource_stream, |r: ProtectedResource| {
-            r.namespace().map(|ns| ObjectRef::new(&r.spec.auth_server_ref.name).within(&ns))
+        .watches_stream(resource_stream, move |r: ProtectedResource| {
+            let ns = r.namespace()?;
+            d3.touch(&ns, &r.spec.auth_server_ref.name);
+            Some(ObjectRef::new(&r.spec.auth_server_ref.name).within(&ns))
         })
-        .watches_stream(client_stream, |c: OAuthClient| {
-            c.namespace().map(|ns| ObjectRef::new(&c.spec.auth_server_ref.name).within(&ns))
+        .watches_stream(client_stream, move |c: OAuthClient| {
+            let ns = c.namespace()?;
+            d2.touch(&ns, &c.spec.auth_server_ref.name);
+            Some(ObjectRef::new(&c.spec.auth_server_ref.name).within(&ns))
         })
-        // Trailing-edge debounce: a burst of OAuthClient changes becomes one
-        // config render instead of one per client.
-        .with_config(Config::default().debounce(Duration::from_secs(1)).concurrency(4))
+        // No kube-runtime debounce: it restarts on every event and has no
+        // maximum wait; `Debounce` does both (see `reconcile`).
+        .with_config(Config::default().concurrency(4))
         .graceful_shutdown_on(shutdown)
         .run(
             |obj, ctx: Arc<Ctx>| async move {
                 let ns = obj.namespace().unwrap_or_default();
                 let name = obj.name_any();
+                if let Some(wait) = ctx.debounce.wait(&ns, &name) {
+                    return Ok(Action::requeue(wait));
+                }
                 let span = super::span(KIND, &ns, &name);
-                reconcile(obj, ctx).instrument(span).await
+                let key = super::object_key(obj.as_ref());
+                let out = reconcile(obj, ctx.clone()).instrument(span).await;
+                if out.is_ok() {
+                    ctx.base.succeeded(&key);
+                }
+                out
             },
-            |obj, e, ctx| super::on_error(&ctx.base.metrics, KIND, &obj.name_any(), e),
+            |obj, e, ctx| super::on_error(&ctx.base, obj.as_ref(), e),
             ctx,
         );
     super::drain(KIND, controller)
@@ -109,6 +186,16 @@ pub fn run(
 
 fn now() -> i64 {
     Timestamp::now().as_second()
+}
+
+/// What became of the config and registry Secrets in one reconcile.
+struct ConfigOutcome {
+    /// Secrets written now.
+    written: usize,
+    /// `(secret, why)` for every Secret the API server refused.
+    refused: Vec<(String, WriteFailure)>,
+    /// Shards that fell back to what they already held (removals only).
+    fell_back: Vec<String>,
 }
 
 async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -127,6 +214,7 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
     let generation = obj.metadata.generation;
     let before = obj.status.clone().unwrap_or_default();
     let now = now();
+    let sharding = ctx.base.sharding;
 
     // 1. The registry: every ProtectedResource and OAuthClient that points here.
     let resources: Vec<Arc<ProtectedResource>> = ctx
@@ -151,12 +239,16 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
             ClientType::Public => None,
             ClientType::Confidential => client_digest(&ctx, c).await?,
         };
+        let cname = c.metadata.name.as_deref().unwrap_or_default();
+        let (holds_id, awaits_adoption) = id_claim(c, &client_id(&ns, cname, &c.spec));
         client_inputs.push(ClientIn {
-            name: c.metadata.name.as_deref().unwrap_or_default(),
+            name: cname,
             namespace: &ns,
             created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
             spec: &c.spec,
             digest,
+            holds_id,
+            awaits_adoption,
         });
     }
     let resource_inputs: Vec<ResourceIn<'_>> = resources
@@ -168,10 +260,10 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
             spec: &r.spec,
         })
         .collect();
-    let reg: Registry = registry(&resource_inputs, &client_inputs);
+    let mut reg: Registry = registry(&resource_inputs, &client_inputs);
 
     // 2. The config file.
-    let rendered = match render(&obj.spec, &reg).and_then(|r| Ok((to_yaml(&ns, &name, &obj.spec, &r.config)?, r))) {
+    let rendered = match render(&obj.spec, &mut reg).and_then(|r| Ok((to_yaml(&ns, &name, &obj.spec, &r.config)?, r))) {
         Ok(r) => r,
         Err(e) => {
             let wants = [
@@ -189,109 +281,104 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
         }
     };
     let (yaml, rendered) = rendered;
-    let config_hash = sha256_hex(yaml.as_bytes())[..16].to_owned();
-    let config_secret = objects::config_secret(&owner, &yaml);
-    let live_config = ctx.secrets.get(&ObjectRef::new(&names::config_secret(&name)).within(&ns));
-    if apply_secret(&ctx.base, config_secret, live_config.as_deref()).await? {
+    let split = shards::split(&reg, sharding);
+    let config_hash = {
+        let mut all = yaml.clone();
+        for s in &split.shards {
+            all.push_str(&s.fragment);
+        }
+        sha256_hex(all.as_bytes())[..16].to_owned()
+    };
+    let outcome = write_config(&ctx, &owner, &yaml, &reg, &split).await?;
+    if outcome.written > 0 {
         tracing::info!(
             config_hash = %config_hash,
-            resources = reg.resources.len(),
-            clients = reg.clients.len(),
-            "config Secret written"
+            resources = split.resources,
+            clients = split.clients,
+            secrets_written = outcome.written,
+            "config written"
+        );
+    }
+    for (secret, f) in &outcome.refused {
+        tracing::warn!(secret = %secret, reason = f.reason, detail = %f.message, "config Secret write refused by the API server");
+    }
+    if !split.too_large.is_empty() {
+        tracing::warn!(
+            left_out = split.too_large.len(),
+            max_shard_bytes = sharding.max_bytes,
+            "registry shards full; objects left out (ConfigTooLarge)"
         );
     }
 
-    // 3. Signing keys: always read fresh from the API, never from the cache,
-    // so a lagging cache can never make the operator drop a key.
-    let secrets_api: Api<Secret> = Api::namespaced(ctx.base.client.clone(), &ns);
-    let keys_name = names::keys_secret(&name);
-    let live_keys = secrets_api.get_opt(&keys_name).await?;
-    let (existing, bad) = live_keys.as_ref().map(objects::parse_keys).unwrap_or_default();
-    if !bad.is_empty() {
-        ctx.base
-            .event(
-                obj.as_ref(),
-                true,
-                "InvalidSigningKey",
-                format!(
-                    "removed entries that are not valid ES256 key files from Secret {keys_name}: {}",
-                    bad.join(", ")
-                ),
-            )
-            .await;
-    }
-    if live_keys.is_none() && before.current_kid.is_some() {
-        ctx.base
-            .event(
-                obj.as_ref(),
-                true,
-                "SigningKeysRecreated",
-                format!("Secret {keys_name} was deleted; a new key was generated and tokens signed by the old keys no longer verify"),
-            )
-            .await;
-    }
-    let policy = keys::Policy {
-        interval: secs(rendered.rotation_interval.as_secs()),
-        publish_ahead: secs(rendered.config.signing.publish_ahead.as_secs()),
-        retire_after: secs(rendered.config.retire_after().as_secs()),
-    };
-    let plan = keys::plan(existing, now, policy, keys::generate)?;
-    apply_secret(&ctx.base, objects::keys_secret(&owner, &plan.keys), live_keys.as_ref()).await?;
-    if let Some(kid) = &plan.generated {
-        let first = before.current_kid.is_none() && live_keys.is_none();
-        if !first {
-            ctx.base.metrics.key_rotations.inc();
-        }
-        let when = plan.keys.iter().find(|k| &k.kid == kid).map(|k| rfc3339(k.active_from)).unwrap_or_default();
-        tracing::info!(kid = %kid, active_from = %when, "signing key published");
-        ctx.base
-            .event(
-                obj.as_ref(),
-                false,
-                "SigningKeyPublished",
-                format!("key {kid} published in JWKS; signs from {when}"),
-            )
-            .await;
-    }
-    for kid in &plan.retired {
-        tracing::info!(kid = %kid, "signing key retired");
-        ctx.base.event(obj.as_ref(), false, "SigningKeyRetired", format!("key {kid} left JWKS")).await;
-    }
+    // 3. Signing keys.
+    let keys = reconcile_keys(&ctx, &obj, &owner, &before, &rendered, now).await?;
 
     // 4. Workload.
     let image = obj.spec.image.clone().unwrap_or_else(|| ctx.base.server_image.clone());
     let live_deploy = ctx.deployments.get(&ObjectRef::new(&name).within(&ns));
-    apply_tracked(&ctx.base, objects::deployment(&owner, &obj.spec, &image), live_deploy.as_deref(), generation_token)
-        .await?;
+    apply_tracked(
+        &ctx.base,
+        objects::deployment(&owner, &obj.spec, &image, sharding.count),
+        live_deploy.as_deref(),
+        generation_token,
+    )
+    .await?;
     let live_svc = ctx.services.get(&ObjectRef::new(&name).within(&ns));
     apply_tracked(&ctx.base, objects::service(&owner), live_svc.as_deref(), version_token).await?;
     let monitor = service_monitor(&ctx.base, &obj, &owner).await?;
 
-    // 5. Status.
+    // 5. Status: each condition says only what this reconcile checked.
     let available =
         live_deploy.as_ref().and_then(|d| d.status.as_ref()).and_then(|s| s.available_replicas).unwrap_or(0);
-    let kid = plan.current_kid.clone().unwrap_or_default();
-    let next = plan.next_rotation_at.map(rfc3339);
-    let mut wants = vec![
-        Want::ok(condition::READY, "Reconciled", ready_message(&reg, monitor.as_deref())),
+    let config_ok = outcome.refused.is_empty();
+    let config_want = if let Some((secret, f)) = outcome.refused.first() {
+        let mut m = format!("the API server refused Secret {secret}: {}", f.message);
+        if outcome.refused.len() > 1 {
+            m.push_str(&format!(" (and {} more Secrets)", outcome.refused.len() - 1));
+        }
+        if !outcome.fell_back.is_empty() {
+            m.push_str(&format!(
+                "; {} kept what they held, minus removed objects, so deletions still took effect",
+                outcome.fell_back.join(", ")
+            ));
+        }
+        Want::fail(condition::CONFIG_RENDERED, f.reason, m)
+    } else if !split.too_large.is_empty() {
+        Want::fail(
+            condition::CONFIG_RENDERED,
+            "ConfigTooLarge",
+            format!(
+                "{} objects left out: their registry shard would pass {} bytes (e.g. {} {}); the rest is written \
+                 (hash {config_hash})",
+                split.too_large.len(),
+                sharding.max_bytes,
+                split.too_large[0].0,
+                split.too_large[0].1
+            ),
+        )
+    } else {
         Want::ok(
             condition::CONFIG_RENDERED,
             "Rendered",
             format!(
-                "Secret {} holds the config ({} resources, {} clients, hash {config_hash})",
+                "Secret {} and {} registry shards hold the config ({} resources, {} clients, hash {config_hash})",
                 names::config_secret(&name),
-                reg.resources.len(),
-                reg.clients.len()
+                sharding.count,
+                split.resources,
+                split.clients
             ),
-        ),
-        Want::ok(
-            condition::KEYS_READY,
-            "KeySigning",
-            match &next {
-                Some(t) => format!("key {kid} signs; next key published at {t}"),
-                None => format!("key {kid} signs; automatic rotation is off"),
-            },
-        ),
+        )
+    };
+    let mut wants = vec![
+        if !config_ok {
+            Want::fail(condition::READY, "ConfigNotWritten", config_want.message.clone())
+        } else if !keys.want.status {
+            Want::fail(condition::READY, keys.want.reason, keys.want.message.clone())
+        } else {
+            Want::ok(condition::READY, "Reconciled", ready_message(&split, monitor.as_deref()))
+        },
+        config_want.clone(),
+        keys.want.clone(),
     ];
     wants.push(if available > 0 {
         Want::ok(
@@ -302,6 +389,8 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
     } else {
         Want::fail(condition::AVAILABLE, "NoAvailableReplicas", format!("0 of {} pods available", obj.spec.replicas))
     });
+    let plan = &keys.plan;
+    let next = plan.next_rotation_at.map(rfc3339);
     let status = AuthServerStatus {
         observed_generation: generation,
         conditions: merge(&before.conditions, &wants, generation, &rfc3339(now)),
@@ -322,9 +411,10 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
                 })
             })
             .collect(),
-        config_hash: Some(config_hash),
-        resources: i32::try_from(reg.resources.len()).unwrap_or(i32::MAX),
-        clients: i32::try_from(reg.clients.len()).unwrap_or(i32::MAX),
+        // What the pods read: unchanged when the write was refused.
+        config_hash: if config_ok { Some(config_hash) } else { before.config_hash.clone() },
+        resources: if config_ok { i32::try_from(split.resources).unwrap_or(i32::MAX) } else { before.resources },
+        clients: if config_ok { i32::try_from(split.clients).unwrap_or(i32::MAX) } else { before.clients },
         available_replicas: available,
     };
     let changed = transitions(&before.conditions, &status.conditions)
@@ -334,26 +424,234 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
     patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
     for (type_, ok, reason, message) in changed {
         if type_ == condition::READY && ok {
-            ctx.base.event(obj.as_ref(), false, &reason, message).await;
+            ctx.base.event(obj.as_ref(), false, &reason, message.clone()).await;
+        }
+        if type_ == condition::CONFIG_RENDERED && !ok {
+            ctx.base.event(obj.as_ref(), true, &reason, message).await;
         }
     }
-
-    let wait = plan
+    let mut wait = plan
         .wake_at
         .map(|t| Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1)))
         .map_or(RESYNC, |d| d.min(RESYNC));
+    if let Some(t) = keys.wake_at {
+        wait = wait.min(Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1)));
+    }
+    if !config_ok {
+        // Back off; the refused payload itself is never resent unchanged.
+        wait = wait.min(ctx.base.backoff(&format!("{}/config", super::object_key(obj.as_ref()))));
+    } else {
+        ctx.base.succeeded(&format!("{}/config", super::object_key(obj.as_ref())));
+    }
     Ok(Action::requeue(wait))
+}
+
+/// Writes the config Secret and every shard. A shard the API server refuses
+/// falls back to the entries it already held that are still wanted
+/// unchanged (never larger than what was accepted before), so a deleted
+/// client or resource leaves the config even then.
+async fn write_config(
+    ctx: &Ctx,
+    owner: &Owner,
+    yaml: &str,
+    reg: &Registry,
+    split: &shards::Shards,
+) -> Result<ConfigOutcome, Error> {
+    let ns = &owner.namespace;
+    let mut out = ConfigOutcome { written: 0, refused: Vec::new(), fell_back: Vec::new() };
+    let config_name = names::config_secret(&owner.name);
+    let live = ctx.secrets.get(&ObjectRef::new(&config_name).within(ns));
+    match put_secret(&ctx.base, objects::config_secret(owner, yaml), live.as_deref()).await? {
+        Written::Written => out.written += 1,
+        Written::Unchanged => {}
+        Written::Refused(f) => out.refused.push((config_name, f)),
+    }
+    for shard in &split.shards {
+        let secret_name = names::shard_secret(&owner.name, shard.index);
+        let live = ctx.secrets.get(&ObjectRef::new(&secret_name).within(ns));
+        match put_secret(&ctx.base, objects::shard_secret(owner, shard), live.as_deref()).await? {
+            Written::Written => out.written += 1,
+            Written::Unchanged => {}
+            Written::Refused(f) => {
+                let live_index = live.as_deref().and_then(objects::shard_index).unwrap_or_default();
+                let fallback = shards::keep_only_live(reg, ctx.base.sharding, shard.index, &live_index);
+                if let Ok(Written::Written) =
+                    put_secret(&ctx.base, objects::shard_secret(owner, &fallback), live.as_deref()).await
+                {
+                    out.written += 1;
+                    out.fell_back.push(secret_name.clone());
+                }
+                out.refused.push((secret_name, f));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key outcome of one reconcile.
+struct Keys {
+    plan: keys::KeyPlan,
+    want: Want,
+    /// When `KeysReady` may turn true again after a loss.
+    wake_at: Option<i64>,
+}
+
+/// Signing keys: read fresh from the API (never from a cache, so a lagging
+/// cache can never make the operator drop a key), checked entry by entry,
+/// rotated, and written exactly (stray or corrupt entries are removed). A
+/// retained copy (`<name>-signing-keys-retained`, not owned, not mounted)
+/// brings back keys whose Secret was deleted or corrupted.
+async fn reconcile_keys(
+    ctx: &Ctx,
+    obj: &AuthServer,
+    owner: &Owner,
+    before: &AuthServerStatus,
+    rendered: &crate::render::config::Rendered,
+    now: i64,
+) -> Result<Keys, Error> {
+    let ns = &owner.namespace;
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.base.client.clone(), ns);
+    let keys_name = names::keys_secret(&owner.name);
+    let backup_name = names::keys_backup_secret(&owner.name);
+    let live_keys = secrets_api.get_opt(&keys_name).await?;
+    let live_backup = secrets_api.get_opt(&backup_name).await?;
+    let (mut existing, bad) = live_keys.as_ref().map(objects::parse_keys).unwrap_or_default();
+    let (retained, _) = live_backup.as_ref().map(objects::parse_keys).unwrap_or_default();
+    let known: Vec<&str> = before.signing_keys.iter().map(|k| k.kid.as_str()).collect();
+
+    // Restore from the retained copy what the key Secret lost.
+    let mut restored = Vec::new();
+    for k in &retained {
+        let missing = !existing.iter().any(|e| e.kid == k.kid);
+        let was_lost = live_keys.is_none() || bad.contains(&k.file_name()) || known.contains(&k.kid.as_str());
+        if missing && was_lost {
+            restored.push(k.kid.clone());
+            existing.push(k.clone());
+        }
+    }
+    // Keys the status said were published and that nothing could restore.
+    let lost: Vec<String> =
+        known.iter().filter(|kid| !existing.iter().any(|e| e.kid == **kid)).map(|k| (*k).to_owned()).collect();
+    let pruned: Vec<&String> = bad.iter().filter(|b| !retained.iter().any(|k| &k.file_name() == *b)).collect();
+
+    if !pruned.is_empty() {
+        let m = format!(
+            "removed entries that are not valid ES256 key files from Secret {keys_name}: {}",
+            pruned.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        tracing::warn!(secret = %keys_name, entries = pruned.len(), "{m}");
+        ctx.base.event(obj, true, "InvalidSigningKey", m).await;
+    }
+    if !restored.is_empty() {
+        let m = format!(
+            "Secret {keys_name} had lost key(s) {}; restored from the retained copy {backup_name}",
+            restored.join(", ")
+        );
+        tracing::warn!(secret = %keys_name, "{m}");
+        ctx.base.event(obj, true, "SigningKeysRestored", m).await;
+    }
+
+    let policy = keys::Policy {
+        interval: secs(rendered.rotation_interval.as_secs()),
+        publish_ahead: secs(rendered.config.signing.publish_ahead.as_secs()),
+        retire_after: secs(rendered.config.retire_after().as_secs()),
+    };
+    let plan = keys::plan(existing, now, policy, keys::generate)?;
+    if !lost.is_empty() {
+        let m = format!(
+            "signing key(s) {} are gone from Secret {keys_name} and from the retained copy {backup_name}; \
+             tokens they signed no longer verify",
+            lost.join(", ")
+        );
+        tracing::warn!(secret = %keys_name, "{m}");
+        ctx.base.event(obj, true, "SigningKeysLost", m).await;
+    }
+    let written = put_secret(&ctx.base, objects::keys_secret(owner, &plan.keys), live_keys.as_ref()).await?;
+    if let Written::Refused(f) = &written {
+        return Ok(Keys {
+            want: Want::fail(
+                condition::KEYS_READY,
+                f.reason,
+                format!("the API server refused Secret {keys_name}: {}", f.message),
+            ),
+            plan,
+            wake_at: None,
+        });
+    }
+    // The retained copy follows the key Secret, so retired keys leave both.
+    put_secret(&ctx.base, objects::keys_backup_secret(owner, &plan.keys), live_backup.as_ref()).await?;
+
+    if let Some(kid) = &plan.generated {
+        let first = before.current_kid.is_none() && live_keys.is_none();
+        if !first {
+            ctx.base.metrics.key_rotations.inc();
+        }
+        let when = plan.keys.iter().find(|k| &k.kid == kid).map(|k| rfc3339(k.active_from)).unwrap_or_default();
+        tracing::info!(kid = %kid, active_from = %when, "signing key published");
+        ctx.base
+            .event(obj, false, "SigningKeyPublished", format!("key {kid} published in JWKS; signs from {when}"))
+            .await;
+    }
+    for kid in &plan.retired {
+        tracing::info!(kid = %kid, "signing key retired");
+        ctx.base.event(obj, false, "SigningKeyRetired", format!("key {kid} left JWKS")).await;
+    }
+
+    // A loss keeps KeysReady=False for as long as tokens signed by the lost
+    // keys could still be presented: `retire_after` from the loss.
+    let previous_loss = before
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::KEYS_READY && c.reason == "SigningKeysLost" && !c.is_true())
+        .map(|c| {
+            (c.message.clone(), c.last_transition_time.parse::<Timestamp>().map(|t| t.as_second()).unwrap_or(now))
+        });
+    let kid = plan.current_kid.clone().unwrap_or_default();
+    let (want, wake_at) = if !lost.is_empty() {
+        let until = now + policy.retire_after;
+        (
+            Want::fail(
+                condition::KEYS_READY,
+                "SigningKeysLost",
+                format!(
+                    "key(s) {} were lost (Secret {keys_name} deleted or corrupted, no retained copy); key {kid} signs \
+                     now; tokens signed before {} do not verify; this clears at {}",
+                    lost.join(", "),
+                    rfc3339(now),
+                    rfc3339(until)
+                ),
+            ),
+            Some(until),
+        )
+    } else if let Some((message, since)) = previous_loss
+        && now < since + policy.retire_after
+    {
+        (Want::fail(condition::KEYS_READY, "SigningKeysLost", message), Some(since + policy.retire_after))
+    } else {
+        let next = plan.next_rotation_at.map(rfc3339);
+        (
+            Want::ok(
+                condition::KEYS_READY,
+                "KeySigning",
+                match &next {
+                    Some(t) => format!("key {kid} signs; next key published at {t}"),
+                    None => format!("key {kid} signs; automatic rotation is off"),
+                },
+            ),
+            None,
+        )
+    };
+    Ok(Keys { plan, want, wake_at })
 }
 
 fn secs(s: u64) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX)
 }
 
-fn ready_message(reg: &Registry, monitor: Option<&str>) -> String {
+fn ready_message(split: &shards::Shards, monitor: Option<&str>) -> String {
     let mut m = format!(
         "config, signing keys, Deployment and Service are in place ({} resources, {} clients)",
-        reg.resources.len(),
-        reg.clients.len()
+        split.resources, split.clients
     );
     if let Some(note) = monitor {
         m.push_str("; ");
@@ -372,15 +670,15 @@ async fn client_digest(ctx: &Ctx, c: &OAuthClient) -> Result<Option<String>, Err
         .secrets
         .get(&ObjectRef::new(&name).within(&ns))
         .filter(|s| s.labels().get(OAUTHCLIENT_LABEL).map(String::as_str) == Some(c.name_any().as_str()));
-    let secret = match cached {
-        Some(s) => Some((*s).clone()),
+    let secret: Option<Arc<Secret>> = match cached {
+        Some(s) => Some(s),
         // Only ask the API when the OAuthClient says its Secret exists.
         None if c.status.as_ref().and_then(|s| s.secret_name.as_ref()).is_some() => {
-            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&name).await?
+            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&name).await?.map(Arc::new)
         }
         None => None,
     };
-    Ok(secret.and_then(|s| {
+    Ok(secret.filter(|s| super::oauthclient::secret_conflict(s, c).is_none()).and_then(|s| {
         let v = s.data.as_ref()?.get("client_secret")?;
         (v.0.len() >= super::oauthclient::MIN_SECRET_LEN).then(|| sha256_hex(&v.0))
     }))

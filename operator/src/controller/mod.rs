@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -24,8 +24,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::conditions::Want;
 use crate::metrics::{FailureLabels, Metrics};
+use crate::render::shards::{ShardIndex, Sharding, shard_of};
 use crate::render::{FIELD_MANAGER, HASH_ANNOTATION, sha256_hex, stamp};
+use authplane_crds::AuthServer;
+use authplane_crds::common::condition;
+use kube::runtime::reflector::ObjectRef;
 
 /// Everything a reconcile can fail with. `metric_label` names the kind in
 /// `authplane_operator_reconcile_failures_total{error=…}`.
@@ -75,10 +80,54 @@ pub struct Context {
     applied: Mutex<HashMap<String, String>>,
     /// Whether the ServiceMonitor CRD exists, and when that was checked.
     service_monitor_crd: Mutex<Option<(bool, std::time::Instant)>>,
+    /// How the registry is split into Secrets.
+    pub sharding: Sharding,
+    /// Writes the API server refused, by object key: the payload hash and
+    /// why. The same payload is never sent again; a changed one is.
+    refused: Mutex<HashMap<String, (String, WriteFailure)>>,
+    /// Consecutive failed reconciles by object key, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
+/// A write the API server refused (a 4xx other than a conflict or rate limit):
+/// sending the same payload again cannot succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// A condition reason: the API's own (`RequestEntityTooLarge`, `Invalid`, …).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl WriteFailure {
+    /// The refusal in `e`, if it is one that a retry of the same payload
+    /// cannot fix; `None` for conflicts, rate limits, 5xx and transport errors.
+    pub fn of(e: &Error) -> Option<WriteFailure> {
+        let Error::Kube(kube::Error::Api(s)) = e else { return None };
+        let reason = match (s.code, s.reason.as_str()) {
+            (409 | 429, _) | (500.., _) | (0..400, _) => return None,
+            (413, _) => "RequestEntityTooLarge",
+            (422, _) | (_, "Invalid") => "Invalid",
+            (403, _) => "Forbidden",
+            (400, _) => "BadRequest",
+            _ => "WriteRefused",
+        };
+        let message: String = s.message.chars().take(300).collect();
+        Some(WriteFailure { reason, message: format!("HTTP {}: {message}", s.code) })
+    }
+}
+
+/// Shortest and longest wait after a failure; doubles in between.
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
 impl Context {
-    pub fn new(client: Client, metrics: Metrics, server_image: String, instance: Option<String>) -> Context {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        server_image: String,
+        instance: Option<String>,
+        sharding: Sharding,
+    ) -> Context {
         let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance });
         Context {
             client,
@@ -87,6 +136,43 @@ impl Context {
             server_image,
             applied: Mutex::new(HashMap::new()),
             service_monitor_crd: Mutex::new(None),
+            sharding,
+            refused: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The next wait after one more failure of `key`: 5 s, 10 s, 20 s, … 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut m) => {
+                let n = m.entry(key.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        BACKOFF_MIN.saturating_mul(1u32 << (n - 1).min(10)).min(BACKOFF_MAX)
+    }
+
+    /// `key` reconciled without failure: the next failure waits 5 s again.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
+    fn refusal(&self, key: &str, hash: &str) -> Option<WriteFailure> {
+        let m = self.refused.lock().ok()?;
+        m.get(key).filter(|(h, _)| h == hash).map(|(_, f)| f.clone())
+    }
+
+    fn set_refusal(&self, key: String, entry: Option<(String, WriteFailure)>) {
+        if let Ok(mut m) = self.refused.lock() {
+            match entry {
+                Some(e) => m.insert(key, e),
+                None => m.remove(&key),
+            };
         }
     }
 
@@ -166,6 +252,79 @@ where
     (reader, stream)
 }
 
+/// A watch of `K` that only triggers reconciles and keeps no cache: for a
+/// kind whose cache another controller already holds ([`SharedSecrets`]).
+pub fn triggers<K>(api: Api<K>, wc: watcher::Config) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    watcher(api, wc).default_backoff().touched_objects()
+}
+
+/// The cache of the operator's own Secrets (config, shards, keys,
+/// credentials), held once for both the AuthServer and the OAuthClient
+/// controllers: at 10,000 clients a second copy cost tens of MiB. The
+/// AuthServer controller drives the watch (its trigger stream fills the
+/// store); `ready` resolves once, from a single waiter on the store.
+#[derive(Clone)]
+pub struct SharedSecrets {
+    pub store: Store<Secret>,
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The OAuthClient cache, held once: the OAuthClient controller drives it
+/// (its main stream); the AuthServer controller reads it and only watches
+/// for triggers. `ready` is set when the stream passes the watch's first
+/// `InitDone`, i.e. once the store holds the initial list; it is not a
+/// second waiter on the store's own readiness signal, which wakes only one
+/// waiter (the controller's).
+#[derive(Clone)]
+pub struct SharedClients {
+    pub store: Store<authplane_crds::OAuthClient>,
+    pub ready: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn shared_clients(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (SharedClients, impl Stream<Item = Result<authplane_crds::OAuthClient, watcher::Error>> + Send + use<>) {
+    use futures_util::TryStreamExt;
+    let (reader, writer) = reflector::store();
+    let (tx, ready) = tokio::sync::watch::channel(false);
+    let stream = watcher(api::<authplane_crds::OAuthClient>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut authplane_crds::OAuthClient| {
+            o.managed_fields_mut().clear();
+            if let Some(a) = o.meta_mut().annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
+        .reflect(writer)
+        .inspect_ok(move |ev| {
+            if matches!(ev, watcher::Event::InitDone) {
+                let _ = tx.send(true);
+            }
+        })
+        .touched_objects();
+    (SharedClients { store: reader, ready }, stream)
+}
+
+/// The shared Secret cache and the stream that fills it (which the
+/// AuthServer controller must poll).
+pub fn shared_secrets(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (SharedSecrets, impl Stream<Item = Result<Secret, watcher::Error>> + Send + use<>) {
+    let (store, stream) =
+        reflect(api::<Secret>(client, namespace), watcher::Config::default().labels(crate::render::MANAGED_SELECTOR));
+    let wait = store.clone();
+    let ready = when_ready(async move {
+        let _ = wait.wait_until_ready().await;
+    });
+    (SharedSecrets { store, ready }, stream)
+}
+
 fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -188,19 +347,60 @@ where
     Ok(api.patch(&desired.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired)).await?)
 }
 
-/// Applies a Secret unless the live one already has exactly this content.
-/// Returns whether it wrote.
-pub async fn apply_secret(ctx: &Context, mut desired: Secret, live: Option<&Secret>) -> Result<bool, Error> {
+/// What became of a Secret write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The live Secret already holds exactly this.
+    Unchanged,
+    Written,
+    /// The API server refused it (now or, for the same payload, before).
+    Refused(WriteFailure),
+}
+
+/// Makes the Secret exactly `desired`: created when missing, replaced (with
+/// the live `resourceVersion`, so a concurrent change is a conflict, not
+/// lost) when its data, labels or owners differ. A replace, not a
+/// server-side apply: apply never prunes a key that another field manager
+/// owns (a hand edit), so a corrupt or stray entry would stay for ever.
+/// A payload the API server refused is not sent again until it changes.
+pub async fn put_secret(ctx: &Context, mut desired: Secret, live: Option<&Secret>) -> Result<Written, Error> {
     let hash = stamp(&mut desired);
     if let Some(live) = live
         && hash_of(live) == Some(&hash)
         && live.data == desired.data
         && live.owner_references() == desired.owner_references()
+        && live.labels() == desired.labels()
     {
-        return Ok(false);
+        return Ok(Written::Unchanged);
     }
-    patch_apply(&ctx.client, &desired).await?;
-    Ok(true)
+    let key = key_of(&desired);
+    if let Some(f) = ctx.refusal(&key, &hash) {
+        return Ok(Written::Refused(f));
+    }
+    let ns = desired.namespace().ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let pp = kube::api::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    let result = match live {
+        None => api.create(&pp, &desired).await,
+        Some(live) => {
+            desired.metadata.resource_version = live.resource_version();
+            api.replace(&desired.name_any(), &pp, &desired).await
+        }
+    };
+    match result.map_err(Error::from) {
+        Ok(out) => {
+            ctx.remember(format!("{key}/written"), out.resource_version());
+            ctx.set_refusal(key, None);
+            Ok(Written::Written)
+        }
+        Err(e) => match WriteFailure::of(&e) {
+            Some(f) => {
+                ctx.set_refusal(key, Some((hash, f.clone())));
+                Ok(Written::Refused(f))
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// Applies an object unless the live one carries the same rendered hash and
@@ -280,11 +480,42 @@ where
     Ok(true)
 }
 
-/// Shared error policy: count by kind and retry with a short delay.
-pub fn on_error(metrics: &Metrics, kind: &'static str, name: &str, e: &Error) -> kube::runtime::controller::Action {
-    metrics.failures.get_or_create(&FailureLabels { kind, error: e.metric_label() }).inc();
-    tracing::warn!(kind, object = %name, error = e.metric_label(), detail = %e, "reconcile failed; retrying");
-    kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+/// Shared error policy: count by kind and retry with exponential backoff
+/// (5 s doubling to 5 min; a successful reconcile starts again at 5 s).
+pub fn on_error<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, e: &Error) -> kube::runtime::controller::Action {
+    let kind = kind_label::<K>();
+    ctx.metrics.failures.get_or_create(&FailureLabels { kind, error: e.metric_label() }).inc();
+    let wait = ctx.backoff(&key_of(obj));
+    tracing::warn!(
+        kind,
+        object = %obj.name_any(),
+        error = e.metric_label(),
+        detail = %e,
+        retry_in_s = wait.as_secs(),
+        "reconcile failed; retrying"
+    );
+    kube::runtime::controller::Action::requeue(wait)
+}
+
+fn kind_label<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "AuthServer" => "AuthServer",
+        "OAuthClient" => "OAuthClient",
+        "ProtectedResource" => "ProtectedResource",
+        _ => "other",
+    }
+}
+
+/// Whether `secret` is exactly the version the operator's last write
+/// produced: the watch event of its own write, which needs no reconcile.
+pub fn own_write(ctx: &Context, secret: &Secret) -> bool {
+    let v = secret.resource_version();
+    v.is_some() && ctx.remembered(&format!("{}/written", key_of(secret))) == v
+}
+
+/// The key `on_error` and `succeeded` use for an object.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    key_of(obj)
 }
 
 /// Drains a controller's result stream. Reconcile failures are logged by
@@ -337,4 +568,89 @@ pub fn when_ready(caches: impl Future<Output = ()> + Send + 'static) -> tokio::s
 pub async fn caches_ready(ready: &tokio::sync::watch::Receiver<bool>) {
     let mut rx = ready.clone();
     let _ = rx.wait_for(|r| *r).await;
+}
+
+/// Parsed shard indexes by Secret (`ns/name`) and `resourceVersion`, so that
+/// the hundreds of objects in one shard do not each parse it again.
+#[derive(Default)]
+pub struct ShardIndexes {
+    parsed: Mutex<HashMap<String, (String, Arc<ShardIndex>)>>,
+}
+
+impl ShardIndexes {
+    fn get(&self, secret: &Secret) -> Option<Arc<ShardIndex>> {
+        let key = format!("{}/{}", secret.namespace().unwrap_or_default(), secret.name_any());
+        let version = secret.resource_version().unwrap_or_default();
+        if let Ok(m) = self.parsed.lock()
+            && let Some((v, ix)) = m.get(&key)
+            && *v == version
+        {
+            return Some(ix.clone());
+        }
+        let ix = Arc::new(crate::render::objects::shard_index(secret)?);
+        if let Ok(mut m) = self.parsed.lock() {
+            m.insert(key, (version, ix.clone()));
+        }
+        Some(ix)
+    }
+}
+
+/// What the registry shard of an object holds, as the pods read it.
+pub struct InShard {
+    pub secret: String,
+    pub index: Option<Arc<ShardIndex>>,
+}
+
+/// Looks up the shard Secret of object `name` of AuthServer `server` in `secrets` (a cache of
+/// the operator's own Secrets).
+pub fn in_shard(
+    secrets: &Store<Secret>,
+    indexes: &ShardIndexes,
+    ns: &str,
+    server: &str,
+    name: &str,
+    sharding: Sharding,
+) -> InShard {
+    let secret = crate::render::names::shard_secret(server, shard_of(name, sharding.count));
+    let index = secrets.get(&ObjectRef::new(&secret).within(ns)).and_then(|s| indexes.get(&s));
+    InShard { secret, index }
+}
+
+impl InShard {
+    /// `Ready` of an object the registry rules accept, whose entry hashes to
+    /// `hash`: True only when the shard Secret holds exactly that entry.
+    pub fn want(&self, kind: &str, name: &str, hash: &str, server: &AuthServer, server_name: &str) -> Want {
+        let secret = &self.secret;
+        let held = self.index.as_ref().and_then(|ix| match kind {
+            "OAuthClient" => ix.clients.get(name),
+            _ => ix.resources.get(name),
+        });
+        if held.map(String::as_str) == Some(hash) {
+            return Want::ok(
+                condition::READY,
+                "Registered",
+                format!("in Secret {secret}, part of the configuration the AuthServer {server_name} pods read"),
+            );
+        }
+        if self.index.as_ref().is_some_and(|ix| ix.too_large.contains(&ShardIndex::too_large_key(kind, name))) {
+            return Want::fail(
+                condition::READY,
+                "ConfigTooLarge",
+                format!(
+                    "left out of Secret {secret}: that registry shard is full (operator flag --max-shard-bytes); \
+                     the AuthServer {server_name} does not know this object"
+                ),
+            );
+        }
+        let mut m = format!("accepted; waiting for AuthServer {server_name} to write it to Secret {secret}");
+        if let Some(c) = server
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::CONFIG_RENDERED))
+            .filter(|c| !c.is_true())
+        {
+            m.push_str(&format!("; the AuthServer says ConfigRendered=False {}: {}", c.reason, c.message));
+        }
+        Want::fail(condition::READY, "PendingConfig", m)
+    }
 }

@@ -22,10 +22,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::{Context, Error, api, apply_secret, controller_owner, patch_status, reflect};
+use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret, reflect};
 use crate::conditions::{Want, merge, rfc3339, transitions};
-use crate::render::config::{ClientIn, ResourceIn, Verdict, client_id, client_secret_name, registry};
-use crate::render::{MANAGED_SELECTOR, objects};
+use crate::render::config::{
+    ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, id_claim, registry,
+};
+use crate::render::shards::{entry_hash, shard_of};
+use crate::render::{AUTHSERVER_LABEL, MANAGED_BY_LABEL, MANAGED_SELECTOR, SHARD_LABEL, objects, sha256_hex};
 
 const KIND: &str = "OAuthClient";
 /// Shortest client secret accepted from a bring-your-own Secret (the
@@ -39,33 +42,75 @@ pub struct Ctx {
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
     secrets: Store<Secret>,
+    pub indexes: super::ShardIndexes,
 }
 
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    shared: super::SharedSecrets,
+    (shared_clients, client_stream): (
+        super::SharedClients,
+        impl futures_util::Stream<Item = Result<OAuthClient, watcher::Error>> + Send + 'static,
+    ),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
     let ns = namespace.as_deref();
-    let (clients, client_stream) = reflect(api::<OAuthClient>(&client, ns), watcher::Config::default());
+    // The cache shared with the AuthServer controller; this controller's
+    // main stream fills it.
+    let clients = shared_clients.store.clone();
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
-    let (secrets, secret_stream) =
-        reflect(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    // The Secrets cache is shared with the AuthServer controller; here only
+    // a watch that triggers reconciles.
+    let secret_stream =
+        super::triggers(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    let secrets = shared.store.clone();
     let by_server = clients.clone();
     let by_resource = clients.clone();
     let wait_servers = servers.clone();
     let wait_resources = resources.clone();
-    let wait_secrets = secrets.clone();
     let ready = super::when_ready(async move {
         let _ = wait_servers.wait_until_ready().await;
         let _ = wait_resources.wait_until_ready().await;
-        let _ = wait_secrets.wait_until_ready().await;
+        super::caches_ready(&shared.ready).await;
     });
-    let ctx = Arc::new(Ctx { base, ready, servers, resources, clients: clients.clone(), secrets });
+    let by_shard = clients.clone();
+    let shard_count = base.sharding.count;
+    let ctx = Arc::new(Ctx {
+        base,
+        ready,
+        servers,
+        resources,
+        clients: clients.clone(),
+        secrets,
+        indexes: super::ShardIndexes::default(),
+    });
     let controller = Controller::for_stream(client_stream, clients)
-        .owns_stream(secret_stream)
+        // A credential Secret maps to its OAuthClient; a registry shard to
+        // every client that lives in it (their Ready depends on its content).
+        .watches_stream(secret_stream, move |s: Secret| {
+            if let Some(shard) = s.labels().get(SHARD_LABEL).and_then(|v| v.parse::<u32>().ok()) {
+                let server = s.labels().get(AUTHSERVER_LABEL).cloned().unwrap_or_default();
+                let ns = s.namespace();
+                return by_shard
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.namespace() == ns
+                            && c.spec.auth_server_ref.name == server
+                            && shard_of(&c.name_any(), shard_count) == shard
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>();
+            }
+            let ns = s.namespace();
+            controller_owner::<OAuthClient>(&s)
+                .map(|(name, _)| ObjectRef::new(&name).within(ns.as_deref().unwrap_or_default()))
+                .into_iter()
+                .collect()
+        })
         .watches_stream(server_stream, move |a: AuthServer| {
             referencing(&by_server, a.namespace(), &a.name_any(), false)
         })
@@ -78,9 +123,14 @@ pub fn run(
         .run(
             |obj, ctx: Arc<Ctx>| async move {
                 let span = super::span(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
-                reconcile(obj, ctx).instrument(span).await
+                let key = super::object_key(obj.as_ref());
+                let out = reconcile(obj, ctx.clone()).instrument(span).await;
+                if out.is_ok() {
+                    ctx.base.succeeded(&key);
+                }
+                out
             },
-            |obj, e, ctx| super::on_error(&ctx.base.metrics, KIND, &obj.name_any(), e),
+            |obj, e, ctx| super::on_error(&ctx.base, obj.as_ref(), e),
             ctx,
         );
     super::drain(KIND, controller)
@@ -115,8 +165,9 @@ fn generate_secret() -> Result<String, Error> {
 enum Source {
     /// The operator's Secret; `secret` is the value to keep (or a new one).
     Generated { live: Option<Box<Secret>>, secret: Option<String>, created: bool },
-    /// The user's Secret; `problem` when it is unusable.
-    Provided { problem: Option<String> },
+    /// The user's Secret; `problem` when it is unusable; `value` the digest
+    /// of its `client_secret`.
+    Provided { problem: Option<String>, value: Option<String> },
 }
 
 async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -158,6 +209,13 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
         Some(s) => Some(s),
         None => Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&secret_name).await?,
     };
+    if let Some(conflict) = live.as_ref().and_then(|s| secret_conflict(s, &obj)) {
+        // Refused rather than shared: another object's Secret would hand this
+        // client its credentials, and that object's deletion would rotate
+        // them under this client.
+        let want = Want::fail(condition::READY, "SecretConflict", conflict);
+        return finish(&ctx, &obj, before, want, &id, None, None).await;
+    }
     let source = match live {
         Some(s) if controller_owner::<OAuthClient>(&s).map(|(_, u)| u) != Some(uid.clone()) => {
             let value = s.data.as_ref().and_then(|d| d.get("client_secret")).map(|v| v.0.len());
@@ -169,7 +227,8 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                 )),
                 _ => None,
             };
-            Source::Provided { problem }
+            let value = s.data.as_ref().and_then(|d| d.get("client_secret")).map(|v| sha256_hex(&v.0));
+            Source::Provided { problem, value }
         }
         Some(s) => {
             let existing = s
@@ -190,13 +249,24 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
             Source::Generated { live: None, secret, created: confidential }
         }
     };
-    let (secret_source, secret_problem) = match source {
-        Source::Provided { problem } => ("Provided", problem),
+    let (secret_source, secret_problem, secret_value) = match source {
+        Source::Provided { problem, value } => ("Provided", problem, value),
         Source::Generated { live, secret, created } => {
             let desired =
                 objects::client_secret(&obj, &secret_name, &server_name, &id, secret.as_deref(), &server.spec.issuer)
                     .ok_or(Error::Incomplete("uid"))?;
-            let wrote = apply_secret(&ctx.base, desired, live.as_deref()).await?;
+            let wrote = match put_secret(&ctx.base, desired, live.as_deref()).await? {
+                Written::Written => true,
+                Written::Unchanged => false,
+                Written::Refused(f) => {
+                    let want = Want::fail(
+                        condition::READY,
+                        f.reason,
+                        format!("the API server refused Secret {secret_name}: {}", f.message),
+                    );
+                    return finish(&ctx, &obj, before, want, &id, None, None).await;
+                }
+            };
             if wrote && (created || live.is_none()) {
                 tracing::info!(secret = %secret_name, client_id = %id, "credentials Secret created");
                 ctx.base
@@ -208,7 +278,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                     )
                     .await;
             }
-            ("Generated", None)
+            ("Generated", None, secret.map(|v| sha256_hex(v.as_bytes())))
         }
     };
 
@@ -241,34 +311,54 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                 c.namespace().as_deref() == Some(ns.as_str())
                     && c.spec.auth_server_ref.name == server_name
                     && c.metadata.deletion_timestamp.is_none()
-                    && client_id(&ns, &c.name_any(), &c.spec) == id
-                    && c.name_any() != name
+                    && c.metadata.name.as_deref().is_some_and(|n| n != name && has_client_id(&ns, n, &c.spec, &id))
             })
             .collect();
         let stand_in = Some("0".repeat(64));
         let mut client_inputs: Vec<ClientIn<'_>> = siblings
             .iter()
-            .map(|c| ClientIn {
-                name: c.metadata.name.as_deref().unwrap_or_default(),
-                namespace: &ns,
-                created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                spec: &c.spec,
-                digest: stand_in.clone(),
+            .map(|c| {
+                let (holds_id, awaits_adoption) = id_claim(c, &id);
+                ClientIn {
+                    name: c.metadata.name.as_deref().unwrap_or_default(),
+                    namespace: &ns,
+                    created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    spec: &c.spec,
+                    digest: stand_in.clone(),
+                    holds_id,
+                    awaits_adoption,
+                }
             })
             .collect();
+        // Its own entry with its real digest: what the AuthServer renders.
+        let (holds_id, awaits_adoption) = id_claim(&obj, &id);
         client_inputs.push(ClientIn {
             name: &name,
             namespace: &ns,
             created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
             spec: &obj.spec,
-            digest: stand_in.clone(),
+            digest: secret_value.clone(),
+            holds_id,
+            awaits_adoption,
         });
-        match registry(&resource_inputs, &client_inputs).client_verdicts.get(&name) {
-            Some(Verdict::Accepted) | None => Want::ok(
-                condition::READY,
-                "Registered",
-                format!("credentials in Secret {secret_name}; in the configuration of AuthServer {server_name}"),
-            ),
+        let reg = registry(&resource_inputs, &client_inputs);
+        match reg.client_verdicts.get(&name) {
+            Some(Verdict::Accepted) | None => {
+                let entry = reg.client_names.iter().position(|n| *n == name).and_then(|i| reg.clients.get(i));
+                let hash = entry.map(entry_hash).unwrap_or_default();
+                if before_reason(&before) == Some("AdoptionRequired") {
+                    ctx.base
+                        .event(
+                            obj.as_ref(),
+                            true,
+                            "ClientIdAdopted",
+                            format!("client_id {id} adopted as asked by annotation {ADOPT_ANNOTATION}"),
+                        )
+                        .await;
+                }
+                let in_config = in_shard(&ctx.secrets, &ctx.indexes, &ns, &server_name, &name, ctx.base.sharding);
+                in_config.want("OAuthClient", &name, &hash, &server, &server_name)
+            }
             Some(Verdict::Rejected { reason, message }) => {
                 if matches!(*reason, "DuplicateClientId" | "UnknownResource") {
                     requeue = Some(Duration::from_secs(60));
@@ -303,10 +393,44 @@ async fn finish(
         secret_name,
         secret_source: secret_source.map(str::to_owned),
     };
-    let flipped = !transitions(&before.conditions, &status.conditions).is_empty();
+    // An Event when Ready turns False, or stays False for a new reason.
+    let flipped = !transitions(&before.conditions, &status.conditions).is_empty()
+        || before.conditions.iter().any(|c| c.type_ == condition::READY && c.reason != want.reason);
     patch_status(&ctx.base, obj, obj.status.as_ref(), &status).await?;
-    if flipped && !want.status {
+    if flipped && !want.status && want.reason != "PendingConfig" {
         ctx.base.event(obj, true, want.reason, want.message.clone()).await;
     }
     Ok(Action::await_change())
+}
+
+fn before_reason(before: &OAuthClientStatus) -> Option<&str> {
+    before.conditions.iter().find(|c| c.type_ == condition::READY).map(|c| c.reason.as_str())
+}
+
+/// Why `secret` cannot be `client`'s credential Secret: it is controlled by
+/// another object, or the operator made it for another OAuthClient.
+pub fn secret_conflict(secret: &Secret, client: &OAuthClient) -> Option<String> {
+    let name = secret.name_any();
+    let uid = client.uid();
+    if let Some(owner) = secret.owner_references().iter().find(|o| o.controller == Some(true)) {
+        if owner.kind == "OAuthClient" && Some(&owner.uid) == uid.as_ref() {
+            return None;
+        }
+        return Some(if owner.kind == "OAuthClient" && owner.name == client.name_any() {
+            format!("Secret {name} belongs to an earlier OAuthClient {} and is being deleted; waiting", owner.name)
+        } else {
+            format!(
+                "Secret {name} is controlled by {} {}; it cannot be shared. Set spec.secretName to a Secret of \
+                 this client's own",
+                owner.kind, owner.name
+            )
+        });
+    }
+    if secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(crate::render::FIELD_MANAGER) {
+        return Some(format!(
+            "Secret {name} is managed by authplane-operator for another object; it cannot be shared. Set \
+             spec.secretName to a Secret of this client's own"
+        ));
+    }
+    None
 }

@@ -16,9 +16,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::{Context, Error, api, patch_status, reflect};
+use super::{Context, Error, api, in_shard, patch_status, reflect};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{ResourceIn, Verdict, registry};
+use crate::render::shards::{entry_hash, shard_of};
+use crate::render::{AUTHSERVER_LABEL, MANAGED_SELECTOR, SHARD_LABEL};
+use k8s_openapi::api::core::v1::Secret;
 
 const KIND: &str = "ProtectedResource";
 
@@ -27,6 +30,9 @@ pub struct Ctx {
     ready: tokio::sync::watch::Receiver<bool>,
     servers: Store<AuthServer>,
     resources: Store<ProtectedResource>,
+    /// Registry shard Secrets only (label-selected).
+    shards: Store<Secret>,
+    indexes: super::ShardIndexes,
 }
 
 pub fn run(
@@ -38,13 +44,43 @@ pub fn run(
     let ns = namespace.as_deref();
     let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
+    let (shards, shard_stream) = reflect(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().labels(&format!("{MANAGED_SELECTOR},{SHARD_LABEL}")),
+    );
     let index = resources.clone();
+    let by_shard = resources.clone();
+    let shard_count = base.sharding.count;
     let wait_servers = servers.clone();
+    let wait_shards = shards.clone();
     let ready = super::when_ready(async move {
         let _ = wait_servers.wait_until_ready().await;
+        let _ = wait_shards.wait_until_ready().await;
     });
-    let ctx = Arc::new(Ctx { base, ready, servers, resources: resources.clone() });
+    let ctx = Arc::new(Ctx {
+        base,
+        ready,
+        servers,
+        resources: resources.clone(),
+        shards,
+        indexes: super::ShardIndexes::default(),
+    });
     let controller = Controller::for_stream(resource_stream, resources)
+        .watches_stream(shard_stream, move |s: Secret| {
+            let shard = s.labels().get(SHARD_LABEL).and_then(|v| v.parse::<u32>().ok());
+            let server = s.labels().get(AUTHSERVER_LABEL).cloned().unwrap_or_default();
+            let ns = s.namespace();
+            by_shard
+                .state()
+                .into_iter()
+                .filter(|r| {
+                    r.namespace() == ns
+                        && r.spec.auth_server_ref.name == server
+                        && Some(shard_of(&r.name_any(), shard_count)) == shard
+                })
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(server_stream, move |a: AuthServer| {
             let ns = a.namespace();
             let name = a.name_any();
@@ -60,9 +96,14 @@ pub fn run(
         .run(
             |obj, ctx: Arc<Ctx>| async move {
                 let span = super::span(KIND, &obj.namespace().unwrap_or_default(), &obj.name_any());
-                reconcile(obj, ctx).instrument(span).await
+                let key = super::object_key(obj.as_ref());
+                let out = reconcile(obj, ctx.clone()).instrument(span).await;
+                if out.is_ok() {
+                    ctx.base.succeeded(&key);
+                }
+                out
             },
-            |obj, e, ctx| super::on_error(&ctx.base.metrics, KIND, &obj.name_any(), e),
+            |obj, e, ctx| super::on_error(&ctx.base, obj.as_ref(), e),
             ctx,
         );
     super::drain(KIND, controller)
@@ -117,11 +158,17 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
                 .collect();
             let reg = registry(&inputs, &[]);
             let want = match reg.resource_verdicts.get(&name) {
-                Some(Verdict::Accepted) => Want::ok(
-                    condition::READY,
-                    "Registered",
-                    format!("in the configuration of AuthServer {server_name} (issuer {})", server.spec.issuer),
-                ),
+                Some(Verdict::Accepted) => {
+                    let entry = reg.resource_names.iter().position(|n| *n == name).and_then(|i| reg.resources.get(i));
+                    let hash = entry.map(entry_hash).unwrap_or_default();
+                    in_shard(&ctx.shards, &ctx.indexes, &ns, server_name, &name, ctx.base.sharding).want(
+                        "ProtectedResource",
+                        &name,
+                        &hash,
+                        server,
+                        server_name,
+                    )
+                }
                 Some(Verdict::Rejected { reason, message }) => {
                     if *reason == "DuplicateResource" {
                         // The winner may go away; look again.
@@ -146,9 +193,11 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
         issuer,
         canonical_resource: ResourceUri::parse(&obj.spec.resource).ok().map(|r| r.as_str().to_owned()),
     };
-    let flipped = !transitions(&before.conditions, &status.conditions).is_empty();
+    // An Event when Ready turns False, or stays False for a new reason.
+    let flipped = !transitions(&before.conditions, &status.conditions).is_empty()
+        || before.conditions.iter().any(|c| c.type_ == condition::READY && c.reason != want.reason);
     patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
-    if flipped && !want.status {
+    if flipped && !want.status && want.reason != "PendingConfig" {
         ctx.base.event(obj.as_ref(), true, want.reason, want.message.clone()).await;
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))

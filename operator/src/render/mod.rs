@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod objects;
+pub mod shards;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,8 @@ pub const FIELD_MANAGER: &str = "authplane-operator";
 pub const HASH_ANNOTATION: &str = "authplane.io/rendered-hash";
 /// Label naming the AuthServer an object belongs to.
 pub const AUTHSERVER_LABEL: &str = "authplane.io/authserver";
+/// Label on a registry shard Secret: its index.
+pub const SHARD_LABEL: &str = "authplane.io/registry-shard";
 /// Label naming the OAuthClient a credential Secret belongs to.
 pub const OAUTHCLIENT_LABEL: &str = "authplane.io/oauthclient";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -27,6 +30,8 @@ pub mod paths {
     pub const ADMIN_PORT: u16 = 9001;
     pub const CONFIG_DIR: &str = "/etc/authplane/config";
     pub const CONFIG_FILE_NAME: &str = "config.yaml";
+    /// Subdirectory of `CONFIG_DIR` with the registry shards.
+    pub const REGISTRY_DIR_NAME: &str = "registry.d";
     pub const KEYS_DIR: &str = "/etc/authplane/keys";
     pub const ADMIN_DIR: &str = "/etc/authplane/admin";
     pub const ADMIN_KEY_FILE_NAME: &str = "api-key";
@@ -42,6 +47,10 @@ pub mod paths {
 
     pub fn config_file() -> String {
         format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}")
+    }
+
+    pub fn registry_dir() -> String {
+        format!("{CONFIG_DIR}/{REGISTRY_DIR_NAME}")
     }
 
     pub fn admin_key_file() -> String {
@@ -61,6 +70,16 @@ pub mod names {
 
     pub fn keys_secret(authserver: &str) -> String {
         format!("{authserver}-signing-keys")
+    }
+
+    /// Retained copy of the signing keys: not mounted, not owned, so it
+    /// survives the deletion of the key Secret or of the AuthServer.
+    pub fn keys_backup_secret(authserver: &str) -> String {
+        format!("{authserver}-signing-keys-retained")
+    }
+
+    pub fn shard_secret(authserver: &str, index: u32) -> String {
+        format!("{authserver}-registry-{index:02}")
     }
 }
 

@@ -16,13 +16,15 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    SeccompProfile, Secret, SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use super::shards::{INDEX_KEY, Shard, ShardIndex, fragment_key};
 use super::{labels, names, paths, selector};
 
 /// Identity of an AuthServer for rendering.
@@ -61,6 +63,27 @@ pub fn config_secret(owner: &Owner, yaml: &str) -> Secret {
     }
 }
 
+/// `<name>-registry-NN`: one shard of the registry (`registry-NN.yaml`,
+/// mounted into the pod's registry directory) and its `index.json`.
+pub fn shard_secret(owner: &Owner, shard: &Shard) -> Secret {
+    let labels = BTreeMap::from([(super::SHARD_LABEL.to_owned(), shard.index.to_string())]);
+    Secret {
+        metadata: owner.meta(names::shard_secret(&owner.name, shard.index), labels),
+        data: Some(BTreeMap::from([
+            (fragment_key(shard.index), ByteString(shard.fragment.as_bytes().to_vec())),
+            (INDEX_KEY.to_owned(), ByteString(shard.index_json().into_bytes())),
+        ])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    }
+}
+
+/// The index of a shard Secret; `None` when it has none or it does not parse.
+pub fn shard_index(secret: &Secret) -> Option<ShardIndex> {
+    let raw = secret.data.as_ref()?.get(INDEX_KEY)?;
+    serde_json::from_slice(&raw.0).ok()
+}
+
 /// `<name>-signing-keys` with one `<kid>.json` per published key.
 pub fn keys_secret(owner: &Owner, keys: &[SigningKeyFile]) -> Secret {
     let data =
@@ -71,6 +94,16 @@ pub fn keys_secret(owner: &Owner, keys: &[SigningKeyFile]) -> Secret {
         type_: Some("Opaque".into()),
         ..Secret::default()
     }
+}
+
+/// `<name>-signing-keys-retained`: the same keys, not mounted and with no
+/// owner, so deleting the key Secret or the AuthServer does not lose them.
+/// It is removed only by hand (see docs/operator.md, "Retention").
+pub fn keys_backup_secret(owner: &Owner, keys: &[SigningKeyFile]) -> Secret {
+    let mut s = keys_secret(owner, keys);
+    s.metadata.name = Some(names::keys_backup_secret(&owner.name));
+    s.metadata.owner_references = None;
+    s
 }
 
 /// Parses a key Secret's data; entries that are not key files are returned
@@ -165,13 +198,54 @@ fn http_probe(path: &str, port: &str, period: i32, failures: i32) -> Probe {
 /// UID/GID of the server process (distroless `nonroot`).
 const RUN_AS: i64 = 65532;
 
-/// The server Deployment.
-pub fn deployment(owner: &Owner, spec: &AuthServerSpec, image: &str) -> Deployment {
+/// The config volume: the config Secret's `config.yaml` and every shard's
+/// fragment under `registry.d/`, one projected directory that kubelet
+/// updates in place (hot reload; never `subPath`).
+fn config_volume(owner: &Owner, shards: u32) -> Volume {
+    let mut sources = vec![VolumeProjection {
+        secret: Some(SecretProjection {
+            name: names::config_secret(&owner.name),
+            items: Some(vec![KeyToPath {
+                key: paths::CONFIG_FILE_NAME.into(),
+                path: paths::CONFIG_FILE_NAME.into(),
+                ..KeyToPath::default()
+            }]),
+            optional: Some(false),
+        }),
+        ..VolumeProjection::default()
+    }];
+    for i in 0..shards {
+        sources.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: names::shard_secret(&owner.name, i),
+                items: Some(vec![KeyToPath {
+                    key: fragment_key(i),
+                    path: format!("{}/{}", paths::REGISTRY_DIR_NAME, fragment_key(i)),
+                    ..KeyToPath::default()
+                }]),
+                optional: Some(false),
+            }),
+            ..VolumeProjection::default()
+        });
+    }
+    Volume {
+        name: "config".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(0o440),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The server Deployment; `shards` is the number of registry shards.
+pub fn deployment(owner: &Owner, spec: &AuthServerSpec, image: &str, shards: u32) -> Deployment {
     let mut pod_labels = labels(&owner.name);
     pod_labels.extend(selector(&owner.name));
 
     let mut volumes = vec![
-        secret_volume("config", &names::config_secret(&owner.name), None),
+        config_volume(owner, shards),
         secret_volume("signing-keys", &names::keys_secret(&owner.name), None),
         Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
@@ -241,7 +315,13 @@ pub fn deployment(owner: &Owner, spec: &AuthServerSpec, image: &str) -> Deployme
         name: "authserver".into(),
         image: Some(image.into()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
-        args: Some(vec!["--config".into(), paths::config_file(), "serve".into()]),
+        args: Some(vec![
+            "--config".into(),
+            paths::config_file(),
+            "--registry-dir".into(),
+            paths::registry_dir(),
+            "serve".into(),
+        ]),
         ports: Some(vec![
             ContainerPort {
                 name: Some("http".into()),

@@ -148,9 +148,15 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(ns: &str) -> Operator {
+        Self::start_with(ns, &[])
+    }
+
+    /// With extra `run` flags (e.g. a small `--max-shard-bytes`).
+    pub fn start_with(ns: &str, extra: &[&str]) -> Operator {
         let mut child = Command::new(bin("AUTHPLANE_OPERATOR_BIN", "authplane-operator"))
             .args(["run", "--namespace", ns, "--lease-namespace", ns, "--metrics-addr", "127.0.0.1:0"])
             .args(["--lease-seconds", "6", "--server-image", "authplane/authserver:e2e"])
+            .args(extra)
             .env("POD_NAME", unique("operator"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -295,86 +301,168 @@ where
     ns.api::<K>().delete(name, &DeleteParams::default()).await.unwrap();
 }
 
-/// A real `authserver` standing in for the pod: the config file and a
-/// kubelet-style key directory (`..data` symlink swapped on change) built
-/// from the Secrets, on free loopback ports.
+/// What the server pods read: `config.yaml` from the config Secret and the
+/// registry fragments (`registry-NN.yaml`) from the shard Secrets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodConfig {
+    pub config: Vec<u8>,
+    pub registry: BTreeMap<String, Vec<u8>>,
+}
+
+impl PodConfig {
+    /// All of it as text, for `contains` checks.
+    pub fn text(&self) -> String {
+        let mut t = String::from_utf8_lossy(&self.config).into_owned();
+        for v in self.registry.values() {
+            t.push_str(&String::from_utf8_lossy(v));
+        }
+        t
+    }
+
+    /// How many `client_id:` entries the fragments hold.
+    pub fn clients(&self) -> usize {
+        self.registry.values().map(|v| String::from_utf8_lossy(v).matches("client_id:").count()).sum()
+    }
+}
+
+/// The config of AuthServer `server` as the pods read it, from the API.
+pub async fn pod_config(ns: &TestNs, server: &str) -> PodConfig {
+    let api: Api<Secret> = ns.api();
+    let config = secret_data(&secret(ns, &format!("{server}-config")).await)["config.yaml"].clone();
+    let lp = kube::api::ListParams::default()
+        .labels(&format!("authplane.io/authserver={server},authplane.io/registry-shard"));
+    let mut registry = BTreeMap::new();
+    for s in api.list(&lp).await.unwrap() {
+        for (k, v) in secret_data(&s) {
+            if k.starts_with("registry-") {
+                registry.insert(k, v);
+            }
+        }
+    }
+    PodConfig { config, registry }
+}
+
+/// What kubelet does for a Secret volume: a new timestamped directory, then
+/// an atomic swap of the `..data` symlink, and per-key symlinks.
+fn kubelet_write(root: &Path, generation: u32, files: &BTreeMap<String, Vec<u8>>) {
+    use std::os::unix::fs::symlink;
+    std::fs::create_dir_all(root).unwrap();
+    let data = format!("..{generation}");
+    std::fs::create_dir_all(root.join(&data)).unwrap();
+    for (k, v) in files {
+        std::fs::write(root.join(&data).join(k), v).unwrap();
+    }
+    let tmp = root.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(&data, &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+    for k in files.keys() {
+        let link = root.join(k);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(format!("..data/{k}"), &link).unwrap();
+        }
+    }
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("..") && !files.contains_key(&name) {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    if generation > 1 {
+        let _ = std::fs::remove_dir_all(root.join(format!("..{}", generation - 1)));
+    }
+}
+
+/// A real `authserver` standing in for the pod: the config file, the
+/// registry directory and a kubelet-style key directory (`..data` symlink
+/// swapped on change) built from the Secrets, on free loopback ports.
 pub struct Server {
     child: Child,
     dir: PathBuf,
     pub public: String,
     generation: u32,
-    _lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Server {
-    pub fn start(config_yaml: &[u8], keys: &BTreeMap<String, Vec<u8>>) -> Server {
+    pub fn start(config: &PodConfig, keys: &BTreeMap<String, Vec<u8>>) -> Server {
+        Self::try_start(config, keys).unwrap_or_else(|out| panic!("authserver did not start:\n{out}"))
+    }
+
+    /// Starts the server; `Err` with its output when it exits instead.
+    pub fn try_start(config: &PodConfig, keys: &BTreeMap<String, Vec<u8>>) -> Result<Server, String> {
         let dir = std::env::temp_dir().join(unique("ap-e2e-server"));
         std::fs::create_dir_all(dir.join("keys")).unwrap();
-        std::fs::write(dir.join("config.yaml"), config_yaml).unwrap();
         let mut s = Server {
             child: Command::new("true").spawn().unwrap(),
             dir,
             public: String::new(),
             generation: 0,
-            _lines: mpsc::channel().1,
+            lines: mpsc::channel().1,
         };
+        s.write_config(config);
         s.write_keys(keys);
         let mut child = Command::new(bin("AUTHPLANE_AUTHSERVER_BIN", "authserver"))
             .arg("--config")
             .arg(s.dir.join("config.yaml"))
+            .arg("--registry-dir")
+            .arg(s.dir.join("registry.d"))
             .arg("serve")
             .env("AUTHPLANE_SERVER_LISTEN", "127.0.0.1:0")
             .env("AUTHPLANE_ADMIN_LISTEN", "127.0.0.1:0")
             .env("AUTHPLANE_SIGNING_KEY_DIR", s.dir.join("keys"))
             .env("AUTHPLANE_DATABASE_URL", format!("sqlite://{}?mode=rwc", s.dir.join("db.sqlite").display()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("authserver binary (cargo build -p authplane-server)");
+        let err = child.stderr.take().unwrap();
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let lines: Vec<String> = BufReader::new(err).lines().map_while(Result::ok).collect();
+            let _ = etx.send(lines.join("\n"));
+        });
         let rx = watch_stdout(&mut child, "authserver");
-        let line = wait_line(&rx, "authserver started", Duration::from_secs(60));
-        s.public = field(&line, "public").unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains("authserver started") => {
+                    s.public = field(&line, "public").unwrap().to_owned();
+                    break;
+                }
+                Ok(line) => seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let stderr = erx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                    return Err(format!("{}\n{stderr}", seen.join("\n")));
+                }
+            }
+        }
         s.child = child;
-        s._lines = rx;
-        s
+        s.lines = rx;
+        Ok(s)
     }
 
-    pub fn write_config(&self, yaml: &[u8]) {
+    /// The config file and the registry directory, as kubelet updates them.
+    pub fn write_config(&mut self, config: &PodConfig) {
         let tmp = self.dir.join(".config.yaml.tmp");
-        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::write(&tmp, &config.config).unwrap();
         std::fs::rename(tmp, self.dir.join("config.yaml")).unwrap();
+        self.generation += 1;
+        kubelet_write(&self.dir.join("registry.d"), self.generation, &config.registry);
     }
 
-    /// What kubelet does for a Secret volume: a new timestamped directory,
-    /// then an atomic swap of the `..data` symlink, and per-key symlinks.
     pub fn write_keys(&mut self, keys: &BTreeMap<String, Vec<u8>>) {
-        use std::os::unix::fs::symlink;
         self.generation += 1;
-        let root = self.dir.join("keys");
-        let data = format!("..{}", self.generation);
-        std::fs::create_dir_all(root.join(&data)).unwrap();
-        for (k, v) in keys {
-            std::fs::write(root.join(&data).join(k), v).unwrap();
-        }
-        let tmp = root.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        symlink(&data, &tmp).unwrap();
-        std::fs::rename(&tmp, root.join("..data")).unwrap();
-        for k in keys.keys() {
-            let link = root.join(k);
-            if std::fs::symlink_metadata(&link).is_err() {
-                symlink(format!("..data/{k}"), &link).unwrap();
-            }
-        }
-        for e in std::fs::read_dir(&root).unwrap().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("..") && !keys.contains_key(&name) {
-                std::fs::remove_file(e.path()).unwrap();
-            }
-        }
-        if self.generation > 1 {
-            let _ = std::fs::remove_dir_all(root.join(format!("..{}", self.generation - 1)));
-        }
+        kubelet_write(&self.dir.join("keys"), self.generation, keys);
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        wait_line(&self.lines, needle, timeout)
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -383,6 +471,16 @@ impl Server {
 
     /// `client_credentials` (RFC 6749 §4.4) with `client_secret_basic`.
     pub async fn client_credentials(&self, id: &str, secret: &str, resource: &str, scope: &str) -> String {
+        self.try_client_credentials(id, secret, resource, scope).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn try_client_credentials(
+        &self,
+        id: &str,
+        secret: &str,
+        resource: &str,
+        scope: &str,
+    ) -> Result<String, String> {
         let resp = reqwest::Client::new()
             .post(format!("http://{}/oauth/token", self.public))
             .basic_auth(id, Some(secret))
@@ -392,8 +490,10 @@ impl Server {
             .unwrap();
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "token request failed: {status} {body}");
-        body["access_token"].as_str().unwrap().to_owned()
+        if !status.is_success() {
+            return Err(format!("token request failed: {status} {body}"));
+        }
+        Ok(body["access_token"].as_str().unwrap().to_owned())
     }
 }
 
@@ -426,4 +526,32 @@ pub fn verify(token: &str, jwks: &serde_json::Value) -> Result<String, String> {
 
 pub fn jwks_kids(jwks: &serde_json::Value) -> Vec<String> {
     jwks["keys"].as_array().into_iter().flatten().filter_map(|k| k["kid"].as_str().map(str::to_owned)).collect()
+}
+
+/// `reason` of every Event on `kind/name` (via kubectl, events.k8s.io and core).
+pub fn event_reasons(ns: &TestNs, kind: &str, name: &str) -> Vec<String> {
+    let (ok, out) = ns.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.kind={kind},involvedObject.name={name}"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]);
+    assert!(ok, "kubectl get events: {out}");
+    out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+}
+
+/// Waits for an Event with `reason` on `kind/name`.
+pub async fn await_event(ns: &TestNs, kind: &str, name: &str, reason: &str) {
+    eventually(&format!("Event {reason} on {kind} {name}"), Duration::from_secs(30), || async {
+        event_reasons(ns, kind, name).iter().any(|r| r == reason).then_some(())
+    })
+    .await
+}
+
+/// The `status` of condition `type_` of an AuthServer, with its reason.
+pub async fn authserver_condition(ns: &TestNs, name: &str, type_: &str) -> Option<Condition> {
+    let a: AuthServer = ns.api().get(name).await.ok()?;
+    a.status?.conditions.into_iter().find(|c| c.type_ == type_)
 }

@@ -5,7 +5,11 @@
 
 mod helpers;
 
+mod debounce_has_a_maximum_wait;
 mod invalid_objects_are_refused_or_explained;
+mod keys_are_never_silently_lost;
+mod no_takeover;
+mod registry_at_scale;
 mod rendered_config_runs_a_real_server;
 mod repair_and_restart;
 mod rotation;

@@ -21,11 +21,12 @@ async fn rendered_config_runs_a_real_server_and_follows_scope_changes() {
     let config = eventually("config with 2 clients", Duration::from_secs(30), || async {
         let s: AuthServer = ns.api().get("authplane").await.ok()?;
         (s.status?.clients == 2).then_some(())?;
-        Some(secret_data(&secret(&ns, "authplane-config").await)["config.yaml"].clone())
+        Some(pod_config(&ns, "authplane").await)
     })
     .await;
+    assert_eq!(config.clients(), 2, "the registry shards hold both clients");
     let keys = secret_data(&secret(&ns, "authplane-signing-keys").await);
-    let server = Server::start(&config, &keys);
+    let mut server = Server::start(&config, &keys);
 
     let meta = server.get_json("/.well-known/oauth-authorization-server").await;
     assert_eq!(meta["issuer"], "https://auth.example.com");
@@ -41,20 +42,21 @@ async fn rendered_config_runs_a_real_server_and_follows_scope_changes() {
     let token = server.client_credentials(&id, &client_secret, "https://mcp.example.com/mcp", "tools/read").await;
     assert_eq!(verify(&token, &jwks).unwrap(), kid);
 
-    // Change the resource's scopes → the config Secret changes → copy it (as
-    // kubelet would) → the running server advertises the new scopes.
-    let before = secret(&ns, "authplane-config").await.metadata.resource_version;
+    // Change the resource's scopes → its registry shard changes → copy it (as
+    // kubelet would) → the running server advertises the new scopes. Ready
+    // comes back only once the shard holds the change.
     ns.apply(
         &sample("protectedresource.yaml")
             .replace("scopes: [tools/read, tools/write]", "scopes: [tools/read, tools/write, tools/admin]"),
     );
-    await_ready::<ProtectedResource>(&ns, "mcp-tools", true, None).await;
-    let config = eventually("config Secret to change", Duration::from_secs(30), || async {
-        let s = secret(&ns, "authplane-config").await;
-        (s.metadata.resource_version != before).then(|| secret_data(&s)["config.yaml"].clone())
+    eventually("the resource's status to follow the edit", Duration::from_secs(30), || async {
+        let r: ProtectedResource = ns.api().get("mcp-tools").await.ok()?;
+        let st = r.status?;
+        (st.observed_generation == r.metadata.generation && ready(&st.conditions)?.status == "True").then_some(())
     })
     .await;
-    assert!(String::from_utf8_lossy(&config).contains("tools/admin"));
+    let config = pod_config(&ns, "authplane").await;
+    assert!(config.text().contains("tools/admin"), "Ready=True but the config lacks the change");
     server.write_config(&config);
     eventually("server to advertise tools/admin", Duration::from_secs(15), || async {
         let meta = server.get_json("/.well-known/oauth-authorization-server").await;

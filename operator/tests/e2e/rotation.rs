@@ -28,7 +28,7 @@ async fn rotation_publishes_then_retires_and_old_tokens_verify() {
     let config = eventually("config with the client", Duration::from_secs(30), || async {
         let s: AuthServer = ns.api().get("authplane").await.ok()?;
         (s.status?.clients == 1).then_some(())?;
-        Some(secret_data(&secret(&ns, "authplane-config").await)["config.yaml"].clone())
+        Some(pod_config(&ns, "authplane").await)
     })
     .await;
     let keys_api = ns.api::<Secret>();

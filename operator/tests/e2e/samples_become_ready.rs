@@ -32,11 +32,22 @@ async fn samples_become_ready_with_every_owned_object() {
         assert!(status.conditions.iter().any(|c| c.type_ == t), "{t} missing");
     }
 
-    // Secrets.
-    let config = secret_data(&secret(&ns, "authplane-config").await);
-    let yaml = String::from_utf8(config["config.yaml"].clone()).unwrap();
-    let loaded = authplane_core::config::Config::load(Some(("config.yaml", &yaml)), vec![]).unwrap().config;
+    // Secrets: the config file plus the registry shards, loaded as the
+    // server does (`--registry-dir`).
+    let pod = pod_config(&ns, "authplane").await;
+    let yaml = pod.text();
+    let mut loaded =
+        authplane_core::config::Config::load(Some(("config.yaml", &String::from_utf8_lossy(&pod.config))), vec![])
+            .unwrap();
+    for fragment in pod.registry.values() {
+        let f: serde_json::Value = serde_saphyr::from_str(&String::from_utf8_lossy(fragment)).unwrap();
+        loaded.config.resources.extend(serde_json::from_value::<Vec<_>>(f["resources"].clone()).unwrap());
+        loaded.config.clients.extend(serde_json::from_value::<Vec<_>>(f["clients"].clone()).unwrap());
+    }
+    loaded.config.validate(&[]).unwrap();
+    let loaded = loaded.config;
     assert_eq!(loaded.scopes_supported(), vec!["tools/read", "tools/write"]);
+    assert_eq!(loaded.clients.len(), 2);
     let keys = secret_data(&secret(&ns, "authplane-signing-keys").await);
     assert_eq!(keys.keys().cloned().collect::<Vec<_>>(), vec![format!("{kid}.json")]);
     let backend = secret_data(&secret(&ns, "backend-oauth-client").await);
@@ -66,7 +77,20 @@ async fn samples_become_ready_with_every_owned_object() {
     let secret_of = |v: &str| {
         volumes.iter().find(|x| x.name == v).and_then(|x| x.secret.as_ref()).and_then(|s| s.secret_name.clone())
     };
-    assert_eq!(secret_of("config").as_deref(), Some("authplane-config"));
+    let projected: Vec<String> = volumes
+        .iter()
+        .find(|x| x.name == "config")
+        .and_then(|x| x.projected.as_ref())
+        .and_then(|p| p.sources.clone())
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| Some(s.secret?.name))
+        .collect();
+    assert_eq!(projected[0], "authplane-config");
+    assert_eq!(projected.len(), 17, "the config and 16 registry shards: {projected:?}");
+    for name in &projected {
+        secret(&ns, name).await;
+    }
     assert_eq!(secret_of("signing-keys").as_deref(), Some("authplane-signing-keys"));
     assert!(c.volume_mounts.iter().flatten().all(|m| m.sub_path.is_none()));
     assert_eq!(c.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"].0, "50m");
