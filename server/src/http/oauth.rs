@@ -163,6 +163,11 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
             ));
         }
         RegistrationPolicy::Token => {
+            // Rate-limited before the token check too: guesses at the
+            // initial access token count against the same allowance.
+            if let Err(e) = registration_rate(&state, &req, &cfg) {
+                return fail(e);
+            }
             let presented = authorization(&req).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
             let ok = cfg
                 .oauth
@@ -176,16 +181,11 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
             }
             allowed_grants.clone_from(&cfg.oauth.initial_access_token_grant_types);
         }
-        RegistrationPolicy::Open => {}
-    }
-    if let Err(secs) = state.registration_rate.check(client_addr(&state, &req), cfg.limits.registrations_per_minute) {
-        return fail(
-            Error::new(
-                Kind::RateLimited,
-                "too many registrations from this address; register once and keep the client id",
-            )
-            .retry_after(secs),
-        );
+        RegistrationPolicy::Open => {
+            if let Err(e) = registration_rate(&state, &req, &cfg) {
+                return fail(e);
+            }
+        }
     }
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
@@ -260,6 +260,14 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
     response.client_secret = secret;
     tracing::info!(client_id = %client.client_id, method = client.token_endpoint_auth_method.as_str(), "client registered");
     cors(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(response))
+}
+
+/// `limits.registrations_per_minute` for the caller's address.
+fn registration_rate(state: &AppState, req: &HttpRequest, cfg: &authplane_core::config::Config) -> Result<(), Error> {
+    state.registration_rate.check(client_addr(state, req), cfg.limits.registrations_per_minute).map_err(|secs| {
+        Error::new(Kind::RateLimited, "too many registrations from this address; register once and keep the client id")
+            .retry_after(secs)
+    })
 }
 
 /// Authenticates the caller of revoke/introspect (RFC 7009 §2.1, RFC 7662 §2.1).

@@ -673,3 +673,29 @@ async fn two_replicas_on_one_postgres_agree_on_one_successor() {
     successors.dedup();
     assert_eq!(successors.len(), 1, "both replicas hand out the same successor");
 }
+
+/// Guesses at the initial access token count against the registration rate.
+#[tokio::test]
+async fn initial_access_token_guesses_are_rate_limited() {
+    let app = spawn_with(|dir, db| Spawn {
+        config: Some(format!(
+            "{}oauth:\n  registration: token\n  initial_access_token: initial-access-token-0123456789\nlimits:\n  registrations_per_minute: 3\n",
+            base_config(dir, db)
+        )),
+        env: vec![],
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let res = app
+            .http
+            .post(format!("{}/oauth/register", app.public))
+            .bearer_auth(format!("guess-{i}"))
+            .json(&json!({"redirect_uris": ["https://a.example/cb"]}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}
