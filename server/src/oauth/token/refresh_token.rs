@@ -57,36 +57,7 @@ pub async fn exchange(
         return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, ids, now).await;
     }
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
-    let (access_token, expires_in) = issue_access(
-        state,
-        &txn,
-        Subject {
-            sub: &family.user_id,
-            client_id: &family.client_id,
-            aud: &aud,
-            scope: &scope,
-            family: Some(&family.id),
-        },
-        now,
-    )
-    .await?;
-    audit::record(
-        &txn,
-        crate::clock::now_ms(),
-        AuditEvent {
-            event_type: "token_refreshed",
-            outcome: "success",
-            user_id: Some(family.user_id.clone()),
-            client_id: Some(family.client_id.clone()),
-            resource: aud.first().cloned(),
-            request_id: ids.request_id.clone(),
-            trace_id: ids.trace_id.clone(),
-            detail: serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud}),
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(next) })
+    complete(state, txn, &family, aud, scope, next, ids, now, false).await
 }
 
 /// A spent refresh token presented again. Within `oauth.refresh_reuse_interval`
@@ -127,7 +98,25 @@ async fn reused(
     let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
     let scope = narrow_scope(form.get("scope"), &family.scope)?;
     let aud = narrow_resources(&form.resource, &granted_resources)?;
+    tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");
     let txn = state.db.begin().await?;
+    complete(state, txn, family, aud, scope, next, ids, now, true).await
+}
+
+/// The grant's tail, in `txn`: the access token that goes with refresh token
+/// `next`, the `token_refreshed` audit row, the commit.
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    state: &AppState,
+    txn: sea_orm::DatabaseTransaction,
+    family: &crate::store::entities::token_family::Model,
+    aud: Vec<String>,
+    scope: String,
+    next: String,
+    ids: &RequestIds,
+    now: i64,
+    within_reuse_interval: bool,
+) -> Result<TokenResponse, Error> {
     let (access_token, expires_in) = issue_access(
         state,
         &txn,
@@ -141,6 +130,10 @@ async fn reused(
         now,
     )
     .await?;
+    let mut detail = serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud});
+    if within_reuse_interval {
+        detail["within_reuse_interval"] = serde_json::Value::Bool(true);
+    }
     audit::record(
         &txn,
         crate::clock::now_ms(),
@@ -152,12 +145,11 @@ async fn reused(
             resource: aud.first().cloned(),
             request_id: ids.request_id.clone(),
             trace_id: ids.trace_id.clone(),
-            detail: serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud, "within_reuse_interval": true}),
+            detail,
         },
     )
     .await?;
     txn.commit().await?;
-    tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");
     Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(next) })
 }
 
