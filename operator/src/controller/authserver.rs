@@ -475,11 +475,16 @@ async fn write_config(
             Written::Refused(f) => {
                 let live_index = live.as_deref().and_then(objects::shard_index).unwrap_or_default();
                 let fallback = shards::keep_only_live(reg, ctx.base.sharding, shard.index, &live_index);
-                if let Ok(Written::Written) =
-                    put_secret(&ctx.base, objects::shard_secret(owner, &fallback), live.as_deref()).await
-                {
-                    out.written += 1;
-                    out.fell_back.push(secret_name.clone());
+                // The shard holds the fallback whether this reconcile wrote it
+                // or an earlier one did (unchanged): say so either way, or the
+                // condition would flip between reconciles.
+                match put_secret(&ctx.base, objects::shard_secret(owner, &fallback), live.as_deref()).await {
+                    Ok(Written::Written) => {
+                        out.written += 1;
+                        out.fell_back.push(secret_name.clone());
+                    }
+                    Ok(Written::Unchanged) => out.fell_back.push(secret_name.clone()),
+                    _ => {}
                 }
                 out.refused.push((secret_name, f));
             }

@@ -183,9 +183,14 @@ spec:
         (!c.text().contains(&format!("client_id: {}.c-000\n", ns.name))).then_some(())
     })
     .await;
-    let c = authserver_condition(&ns, "authplane", "ConfigRendered").await.unwrap();
+    // The status follows the Secret write in the same reconcile: wait for it.
+    let c = eventually("ConfigRendered says the deletion took effect", Duration::from_secs(30), || async {
+        authserver_condition(&ns, "authplane", "ConfigRendered")
+            .await
+            .filter(|c| c.message.contains("deletions still took effect"))
+    })
+    .await;
     assert_eq!(c.status, "False");
-    assert!(c.message.contains("deletions still took effect"), "{}", c.message);
     await_ready::<OAuthClient>(&ns, "c-001", true, Some("Registered")).await;
 
     // With room again, the pending clients get in.
