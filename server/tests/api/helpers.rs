@@ -115,6 +115,11 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|dir, db| Spawn { config: Some(base_config(dir, db)), env: vec![] }).await
 }
 
+/// The default test config with `extra` YAML sections appended.
+pub async fn spawn_with_extra(extra: &str) -> TestApp {
+    spawn_with(|dir, db| Spawn { config: Some(format!("{}{extra}", base_config(dir, db))), env: vec![] }).await
+}
+
 /// Starts the server with the config `f` returns for a fresh dir and DB.
 pub async fn spawn_with(f: impl FnOnce(&Path, &str) -> Spawn) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
@@ -473,14 +478,27 @@ impl TestApp {
     }
 
     pub async fn exchange(&self, code: &str) -> (u16, Value) {
-        self.token(&[
+        self.exchange_as(code, "test-client", REDIRECT, &[]).await
+    }
+
+    /// The code exchange for `client_id` and `redirect_uri`, plus `extra`
+    /// form fields (a `client_secret`).
+    pub async fn exchange_as(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("code_verifier", VERIFIER),
-            ("client_id", "test-client"),
-            ("redirect_uri", REDIRECT),
-        ])
-        .await
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+        ];
+        form.extend_from_slice(extra);
+        self.token(&form).await
     }
 
     pub async fn metric(&self, series: &str) -> f64 {

@@ -74,16 +74,8 @@ async fn dcr_with_client_secret_post_then_the_code_flow() {
     let code = Browser::new(&app)
         .code_for(&[("client_id", id), ("redirect_uri", "https://claude.ai/api/mcp/auth_callback")])
         .await;
-    let (s, t) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", VERIFIER),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("redirect_uri", "https://claude.ai/api/mcp/auth_callback"),
-        ])
-        .await;
+    let (s, t) =
+        app.exchange_as(&code, id, "https://claude.ai/api/mcp/auth_callback", &[("client_secret", secret)]).await;
     assert_eq!(s, 200, "{t}");
 }
 
@@ -100,15 +92,7 @@ async fn vs_code_loopback_port_fallback() {
     let id = reg["client_id"].as_str().unwrap();
     let b = Browser::new(&app);
     let code = b.code_for(&[("client_id", id), ("redirect_uri", "http://127.0.0.1:51234/")]).await;
-    let (s, t) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", VERIFIER),
-            ("client_id", id),
-            ("redirect_uri", "http://127.0.0.1:51234/"),
-        ])
-        .await;
+    let (s, t) = app.exchange_as(&code, id, "http://127.0.0.1:51234/", &[]).await;
     assert_eq!(s, 200, "{t}");
 }
 

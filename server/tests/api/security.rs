@@ -67,13 +67,9 @@ async fn open_registration_never_yields_machine_tokens() {
 #[tokio::test]
 async fn an_initial_access_token_can_allow_machine_clients() {
     let iat = "initial-access-token-0123456789";
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!(
-            "{}oauth:\n  registration: token\n  initial_access_token: {iat}\n  initial_access_token_grant_types: [client_credentials]\n",
-            base_config(dir, db)
-        )),
-        env: vec![],
-    })
+    let app = spawn_with_extra(&format!(
+        "oauth:\n  registration: token\n  initial_access_token: {iat}\n  initial_access_token_grant_types: [client_credentials]\n"
+    ))
     .await;
     let body = json!({"grant_types": ["client_credentials"], "allowed_resources": ["http://LOCALHOST:8080/mcp"]});
     let res = app.http.post(format!("{}/oauth/register", app.public)).json(&body).send().await.unwrap();
@@ -139,30 +135,7 @@ async fn repeated_wrong_passwords_are_throttled_without_locking_the_user_out() {
         env: vec![],
     })
     .await;
-    let attempt = |from: &'static str, password: &'static str| {
-        let app = &app;
-        async move {
-            let b = Browser::new(app);
-            let login = b.authorize(&[]).await;
-            let Landing::Page(_, html) = &login else { panic!("{login:?}") };
-            let res = b
-                .http
-                .post(format!("{}/ui/login", b.base))
-                .header("x-forwarded-for", from)
-                .form(&[
-                    ("request", hidden(html, "request").as_str()),
-                    ("csrf", hidden(html, "csrf").as_str()),
-                    ("username", "alice"),
-                    ("password", password),
-                ])
-                .send()
-                .await
-                .unwrap();
-            let status = res.status().as_u16();
-            let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
-            (status, retry, res.text().await.unwrap())
-        }
-    };
+    let attempt = |from: &'static str, password: &'static str| sign_in_from(&app, from, "alice", password);
     for i in 0..5 {
         let (s, retry, _) = attempt("198.51.100.7", "wrong").await;
         assert_eq!((s, retry), (401, None), "attempt {i} is free");
@@ -192,6 +165,30 @@ async fn repeated_wrong_passwords_are_throttled_without_locking_the_user_out() {
     // Without trusted_proxies the header is not believed: see the next test.
 }
 
+/// A fresh browser's sign-in claiming to come from `from` (X-Forwarded-For):
+/// (status, Retry-After, page).
+async fn sign_in_from(app: &TestApp, from: &str, username: &str, password: &str) -> (u16, Option<u64>, String) {
+    let b = Browser::new(app);
+    let login = b.authorize(&[]).await;
+    let Landing::Page(_, html) = &login else { panic!("{login:?}") };
+    let res = b
+        .http
+        .post(format!("{}/ui/login", b.base))
+        .header("x-forwarded-for", from)
+        .form(&[
+            ("request", hidden(html, "request").as_str()),
+            ("csrf", hidden(html, "csrf").as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    (status, retry, res.text().await.unwrap())
+}
+
 /// X-Forwarded-For is ignored unless the peer is a trusted proxy, so a
 /// client cannot dodge the throttle by inventing addresses.
 #[tokio::test]
@@ -199,23 +196,7 @@ async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
     let app = spawn_app().await;
     let mut statuses = Vec::new();
     for i in 0..7 {
-        let b = Browser::new(&app);
-        let login = b.authorize(&[]).await;
-        let Landing::Page(_, html) = &login else { panic!("{login:?}") };
-        let res = b
-            .http
-            .post(format!("{}/ui/login", b.base))
-            .header("x-forwarded-for", format!("192.0.2.{i}"))
-            .form(&[
-                ("request", hidden(html, "request").as_str()),
-                ("csrf", hidden(html, "csrf").as_str()),
-                ("username", "alice"),
-                ("password", "wrong"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        statuses.push(res.status().as_u16());
+        statuses.push(sign_in_from(&app, &format!("192.0.2.{i}"), "alice", "wrong").await.0);
     }
     assert_eq!(statuses[..6], [401; 6]);
     assert_eq!(statuses[6], 429, "one address (the peer) whatever the header says: {statuses:?}");
@@ -257,13 +238,9 @@ async fn repeated_wrong_client_secrets_are_throttled() {
 /// gets 503 with Retry-After instead of another 19 MiB hashing thread.
 #[tokio::test]
 async fn password_hashing_is_bounded_and_the_queue_times_out() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!(
-            "{}limits:\n  password_hash_concurrency: 1\n  password_hash_queue_timeout: 1s\n  failure_throttle: false\n",
-            base_config(dir, db)
-        )),
-        env: vec![],
-    })
+    let app = spawn_with_extra(
+        "limits:\n  password_hash_concurrency: 1\n  password_hash_queue_timeout: 1s\n  failure_throttle: false\n",
+    )
     .await;
     // Pages first (cheap), then all the password posts at once (the
     // throttle is off so that every post reaches the hasher). An argon2
@@ -355,11 +332,7 @@ async fn a_too_large_body_is_answered_in_oauth_json() {
 #[tokio::test]
 async fn registration_refuses_malformed_uris_and_content_types() {
     // Refused registrations count against the rate limit too: off here.
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}limits:\n  registrations_per_minute: 0\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("limits:\n  registrations_per_minute: 0\n").await;
     let before = client_count(&app).await;
     for uri in [
         "https://app.example.com/c\rb",
@@ -415,14 +388,7 @@ async fn registration_refuses_malformed_uris_and_content_types() {
 /// admin list pages.
 #[tokio::test]
 async fn registration_is_rate_limited_capped_and_listed_in_pages() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!(
-            "{}oauth:\n  registration_max_clients: 6\nlimits:\n  registrations_per_minute: 4\n",
-            base_config(dir, db)
-        )),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("oauth:\n  registration_max_clients: 6\nlimits:\n  registrations_per_minute: 4\n").await;
     let body = json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"});
     let mut statuses = Vec::new();
     for _ in 0..6 {
@@ -458,14 +424,7 @@ async fn registration_is_rate_limited_capped_and_listed_in_pages() {
 /// Finding 6: the cap on dynamically registered clients.
 #[tokio::test]
 async fn registration_stops_at_the_client_cap() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!(
-            "{}oauth:\n  registration_max_clients: 2\nlimits:\n  registrations_per_minute: 0\n",
-            base_config(dir, db)
-        )),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("oauth:\n  registration_max_clients: 2\nlimits:\n  registrations_per_minute: 0\n").await;
     let body = json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"});
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -478,11 +437,7 @@ async fn registration_stops_at_the_client_cap() {
 /// token, are deleted; used ones and admin-made ones stay.
 #[tokio::test]
 async fn unused_registered_clients_expire() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}oauth:\n  registration_unused_ttl: 1s\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("oauth:\n  registration_unused_ttl: 1s\n").await;
     let dcr = json!({"redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"});
     let (s, unused) = register(&app, dcr.clone()).await;
     assert_eq!(s, 201);
@@ -492,15 +447,7 @@ async fn unused_registered_clients_expire() {
     // The used client gets a refresh-token family that stays alive.
     let b = Browser::new(&app);
     let code = b.code_for(&[("client_id", used_id), ("scope", "tools/read offline_access")]).await;
-    let (s, _) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", VERIFIER),
-            ("client_id", used_id),
-            ("redirect_uri", REDIRECT),
-        ])
-        .await;
+    let (s, _) = app.exchange_as(&code, used_id, REDIRECT, &[]).await;
     assert_eq!(s, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // The purge runs at start and hourly: a restart on the same database
@@ -526,11 +473,7 @@ async fn unused_registered_clients_expire() {
 /// address), are cached, and fetches are rate-limited per address.
 #[tokio::test]
 async fn metadata_document_failures_tell_nothing_internal_and_are_cached() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}limits:\n  cimd_fetches_per_minute: 3\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("limits:\n  cimd_fetches_per_minute: 3\n").await;
     let b = Browser::new(&app);
     let mut pages = Vec::new();
     for id in [
@@ -592,11 +535,7 @@ async fn refresh(app: &TestApp, token: &str) -> (u16, Value) {
 /// new branch), after it a reuse revokes the family as before.
 #[tokio::test]
 async fn concurrent_refreshes_within_the_reuse_interval_share_one_successor() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}oauth:\n  refresh_reuse_interval: 1s\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("oauth:\n  refresh_reuse_interval: 1s\n").await;
     let code = Browser::new(&app).code_for(&[("scope", "tools/read offline_access")]).await;
     let (s, t) = app.exchange(&code).await;
     assert_eq!(s, 200);
@@ -627,11 +566,7 @@ async fn concurrent_refreshes_within_the_reuse_interval_share_one_successor() {
 /// token is reuse: the interval never revives a spent chain.
 #[tokio::test]
 async fn the_reuse_interval_never_revives_a_spent_successor() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}oauth:\n  refresh_reuse_interval: 30s\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let app = spawn_with_extra("oauth:\n  refresh_reuse_interval: 30s\n").await;
     let code = Browser::new(&app).code_for(&[("scope", "tools/read offline_access")]).await;
     let rt0 = app.exchange(&code).await.1["refresh_token"].as_str().unwrap().to_owned();
     let rt1 = refresh(&app, &rt0).await.1["refresh_token"].as_str().unwrap().to_owned();
@@ -651,11 +586,7 @@ async fn two_replicas_on_one_postgres_agree_on_one_successor() {
         eprintln!("two_replicas_on_one_postgres_agree_on_one_successor: runs in the Postgres pass of make test");
         return;
     }
-    let a = spawn_with(|dir, db| Spawn {
-        config: Some(format!("{}oauth:\n  refresh_reuse_interval: 30s\n", base_config(dir, db))),
-        env: vec![],
-    })
-    .await;
+    let a = spawn_with_extra("oauth:\n  refresh_reuse_interval: 30s\n").await;
     let config = std::fs::read_to_string(&a.config_path).unwrap();
     let b = spawn_with(|_, _| Spawn { config: Some(config), env: vec![] }).await;
     let code = Browser::new(&a).code_for(&[("scope", "tools/read offline_access")]).await;
@@ -677,13 +608,7 @@ async fn two_replicas_on_one_postgres_agree_on_one_successor() {
 /// Guesses at the initial access token count against the registration rate.
 #[tokio::test]
 async fn initial_access_token_guesses_are_rate_limited() {
-    let app = spawn_with(|dir, db| Spawn {
-        config: Some(format!(
-            "{}oauth:\n  registration: token\n  initial_access_token: initial-access-token-0123456789\nlimits:\n  registrations_per_minute: 3\n",
-            base_config(dir, db)
-        )),
-        env: vec![],
-    })
+    let app = spawn_with_extra("oauth:\n  registration: token\n  initial_access_token: initial-access-token-0123456789\nlimits:\n  registrations_per_minute: 3\n")
     .await;
     let mut statuses = Vec::new();
     for i in 0..5 {
