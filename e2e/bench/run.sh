@@ -54,13 +54,9 @@ trap 'exit 130' INT TERM
 
 # --- tools ----------------------------------------------------------------------
 bench_prepare
-stamp="$oidc/node_modules/.lock-sha256"
-lock_sum="$(sha256sum "$oidc/package-lock.json" | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
-  echo "bench: installing oidc-provider (npm ci)"
-  (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$lock_sum" >"$stamp"
-fi
+# shellcheck source=../oauth/lib/npm.sh
+source "$root/e2e/oauth/lib/npm.sh"
+npm_ci bench "$oidc"
 
 # --- helpers: e2e/bench/lib.sh ---------------------------------------------------
 

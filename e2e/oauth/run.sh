@@ -45,15 +45,9 @@ if [[ -z "${AUTHSERVER_BIN:-}" ]]; then
 fi
 
 if want node || want browser; then
-  stamp="$js/node_modules/.lock-sha256"
-  lock_sum="$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)"
-  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
-    echo "e2e-oauth: installing npm packages (npm ci)"
-    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
-    echo "$lock_sum" >"$stamp"
-  else
-    echo "e2e-oauth: npm packages up to date"
-  fi
+  # shellcheck source=lib/npm.sh
+  source "$here/lib/npm.sh"
+  npm_ci e2e-oauth "$js"
 fi
 
 if want python; then

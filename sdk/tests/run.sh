@@ -16,15 +16,9 @@ logs="${SDK_TEST_LOG_DIR:-$root/target/sdk-tests}"
 mkdir -p "$logs"
 
 # 1. npm packages, pinned by package-lock.json; `npm ci` only when the lock changed.
-stamp="$js/node_modules/.lock-sha256"
-want="$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  echo "sdk: installing npm packages (npm ci)"
-  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > "$stamp"
-else
-  echo "sdk: npm packages up to date"
-fi
+# shellcheck source=../../e2e/oauth/lib/npm.sh
+source "$root/e2e/oauth/lib/npm.sh"
+npm_ci sdk "$js"
 
 # 2. Binaries the tests start: the AS and the example MCP server.
 cd "$root"
