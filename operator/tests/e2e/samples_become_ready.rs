@@ -1,6 +1,8 @@
 //! `kubectl apply -f config/samples/` → every object Ready; Secrets,
 //! Deployment, Service and ServiceMonitor exactly as specified.
 
+use std::time::Duration;
+
 use authplane_crds::{AuthServer, OAuthClient, ProtectedResource};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -21,8 +23,13 @@ async fn samples_become_ready_with_every_owned_object() {
     await_ready::<OAuthClient>(&ns, "cli", true, Some("Registered")).await;
     await_ready::<OAuthClient>(&ns, "backend", true, Some("Registered")).await;
 
-    let server: AuthServer = ns.api().get("authplane").await.unwrap();
-    let status = server.status.unwrap();
+    // The clients are Registered once their shard holds them; the
+    // AuthServer's counts follow in the status write of that same reconcile.
+    let status = eventually("the AuthServer counts 1 resource and 2 clients", Duration::from_secs(30), || async {
+        let server: AuthServer = ns.api().get("authplane").await.ok()?;
+        server.status.filter(|s| (s.resources, s.clients) == (1, 2))
+    })
+    .await;
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.issuer.as_deref(), Some("https://auth.example.com"));
     assert_eq!((status.resources, status.clients), (1, 2));
