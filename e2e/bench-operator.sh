@@ -25,10 +25,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> building authplane-operator (release) and authserver" >&2
-cargo build --locked -q --release -p authplane-operator --bin authplane-operator
-cargo build --locked -q -p authplane-server --bin authserver
+# One release build of the workspace's binaries (a `-p` build would resolve
+# features differently and compile the dependency graph again).
+cargo build --locked -q --release --workspace --bins
 OP=target/release/authplane-operator
-AS=target/debug/authserver
+AS=target/release/authserver
 
 echo "==> starting a control plane in $AUTHPLANE_CLUSTER_DIR" >&2
 eval "$(e2e/cluster.sh up | tail -1)"

@@ -174,6 +174,23 @@ fails_with "template: operator ServiceMonitor without the metrics Service" "metr
 fails_with "template: serviceAccount.create=false without a name" "serviceAccount.name is required when serviceAccount.create is false" \
   t --set serviceAccount.create=false
 
+echo "# registry shards (no cluster)"
+check "defaults: --registry-shards=16 --max-shard-bytes=524288 (the operator's own defaults)" \
+  bash -c 'helm template t "$1" | grep -qx -- "            - --registry-shards=16" && helm template t "$1" | grep -qx -- "            - --max-shard-bytes=524288"' _ "$chart"
+check "all-options.yaml: --registry-shards=32 --max-shard-bytes=262144" \
+  bash -c 'out=$(helm template t "$1" -f e2e/helm/values/all-options.yaml); grep -qx -- "            - --registry-shards=32" <<<"$out" && grep -qx -- "            - --max-shard-bytes=262144" <<<"$out"' _ "$chart"
+fails_with "schema: registry.shards=65 (the operator allows 1–64)" "at '/registry/shards'" \
+  t --set registry.shards=65
+fails_with "schema: registry.maxShardBytes=1048576 (over the Secret limit)" "at '/registry/maxShardBytes'" \
+  t --set registry.maxShardBytes=1048576
+
+check "defaults: --probe-interval=60 (the operator's own default)" \
+  bash -c 'helm template t "$1" | grep -qx -- "            - --probe-interval=60"' _ "$chart"
+check "all-options.yaml: --probe-interval=30" \
+  bash -c 'helm template t "$1" -f e2e/helm/values/all-options.yaml | grep -qx -- "            - --probe-interval=30"' _ "$chart"
+fails_with "schema: diagnostics.probeIntervalSeconds=0 (the operator allows 1–86400)" "at '/diagnostics/probeIntervalSeconds'" \
+  t --set diagnostics.probeIntervalSeconds=0
+
 echo "# Grafana dashboard (no cluster)"
 check "no dashboard ConfigMap by default" bash -c '! helm template t "$1" | grep -qx "kind: ConfigMap"' _ "$chart"
 check "grafanaDashboard.enabled=true: one ConfigMap labelled grafana_dashboard=1 in the release namespace; its JSON parses, is the chart's dashboard, a valid Grafana dashboard, and queries only documented metrics and labels" \

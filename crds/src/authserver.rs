@@ -27,12 +27,23 @@ use crate::common::{Condition, SecretKeyRef};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuer"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(
+        name = "Discovery",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"IssuerReachable\")].status"
+    ),
     printcolumn(name = "Kid", type_ = "string", json_path = ".status.currentKid", priority = 1),
     printcolumn(name = "Next-Rotation", type_ = "string", json_path = ".status.nextRotation", priority = 1),
     printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Discovery-Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"IssuerReachable\")].reason",
         priority = 1
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -98,6 +109,36 @@ pub struct AuthServerSpec {
     /// Server logging.
     #[serde(default)]
     pub log: LogSpec,
+
+    /// The operator's check of the server's discovery document (condition
+    /// `IssuerReachable`). Never affects `Ready`.
+    #[serde(default)]
+    pub issuer_check: IssuerCheckSpec,
+}
+
+/// The operator fetches `/.well-known/oauth-authorization-server` through
+/// the AuthServer's own Service now and then and compares its `issuer` with
+/// `spec.issuer`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerCheckSpec {
+    /// `false` = not checked (`IssuerReachable=Unknown`, reason `NotChecked`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The discovery URL to fetch instead of the Service's
+    /// (`http://<name>.<namespace>.svc:9000/.well-known/oauth-authorization-server`),
+    /// e.g. when the operator cannot reach Services (no kube-proxy) or runs
+    /// outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))").message("spec.issuerCheck.discoveryUrl must be an absolute http(s) URL"))]
+    pub discovery_url: Option<String>,
+}
+
+impl Default for IssuerCheckSpec {
+    fn default() -> Self {
+        IssuerCheckSpec { enabled: true, discovery_url: None }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -370,7 +411,7 @@ pub struct AuthServerStatus {
     /// The `metadata.generation` the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `ConfigRendered`, `KeysReady`, `Available`.
+    /// `Ready`, `ConfigRendered`, `KeysReady`, `Available`, `IssuerReachable`.
     #[serde(default)]
     #[schemars(schema_with = "crate::common::conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -19,6 +19,12 @@ pub mod condition {
     pub const KEYS_READY: &str = "KeysReady";
     /// AuthServer: the Deployment has available replicas.
     pub const AVAILABLE: &str = "Available";
+    /// AuthServer: discovery, fetched by the operator, names `spec.issuer`.
+    /// A diagnostic: it does not affect `Ready`.
+    pub const ISSUER_REACHABLE: &str = "IssuerReachable";
+    /// ProtectedResource: the MCP server's PRM document, fetched by the
+    /// operator, agrees with the object. A diagnostic: it does not affect `Ready`.
+    pub const PRM_VERIFIED: &str = "PRMVerified";
 }
 
 /// A reference to the `AuthServer` that serves this object, in the same namespace.
@@ -45,7 +51,7 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `ConfigRendered`, `KeysReady` or `Available`.
+    /// `Ready`, `ConfigRendered`, `KeysReady`, `Available`, `IssuerReachable` or `PRMVerified`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

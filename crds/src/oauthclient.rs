@@ -24,6 +24,7 @@ use crate::common::{AuthServerRef, Condition};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Client-ID", type_ = "string", json_path = ".status.clientId"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "DPoP", type_ = "boolean", json_path = ".spec.dpopBoundAccessTokens"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", priority = 1),
     printcolumn(
         name = "Reason",
@@ -84,6 +85,12 @@ pub struct OAuthClientSpec {
     #[serde(default)]
     #[schemars(schema_with = "crate::common::scope_set")]
     pub allowed_scopes: Vec<String>,
+
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: this client always uses
+    /// DPoP, so the AuthServer refuses its token requests without a proof and
+    /// every token it gets is bound to its key (`cnf.jkt`).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 
     /// The Secret that holds `client_id` and `client_secret`. Unset =
     /// `<name>-oauth-client`. If you create it yourself (with a

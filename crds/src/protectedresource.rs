@@ -22,10 +22,18 @@ use crate::common::{AuthServerRef, Condition};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Resource", type_ = "string", json_path = ".spec.resource"),
     printcolumn(name = "AuthServer", type_ = "string", json_path = ".spec.authServerRef.name"),
+    printcolumn(name = "PRM", type_ = "string", json_path = ".status.conditions[?(@.type==\"PRMVerified\")].status"),
+    printcolumn(name = "DPoP", type_ = "boolean", json_path = ".spec.dpopRequired"),
     printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "PRM-Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"PRMVerified\")].reason",
         priority = 1
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -63,11 +71,34 @@ pub struct ProtectedResourceSpec {
     #[schemars(schema_with = "crate::common::optional_scope_set")]
     pub default_scopes: Option<Vec<String>>,
 
-    /// Require DPoP-bound tokens (RFC 9449) for this resource. Not enforced by
-    /// this server version yet: a resource that sets it is refused (fail
-    /// closed) with reason `DPoPNotSupported`.
+    /// Require DPoP-bound tokens (RFC 9449) for this resource: the AuthServer
+    /// refuses a token request for it without a DPoP proof, and the SDK in the
+    /// MCP server (configured with `dpop_required`) refuses bearer tokens.
     #[serde(default)]
     pub dpop_required: bool,
+
+    /// Have the operator fetch this MCP server's Protected Resource Metadata
+    /// (RFC 9728) now and then and compare it with this object and its
+    /// AuthServer (condition `PRMVerified`). Unset = not checked
+    /// (`PRMVerified=Unknown`, reason `NotChecked`). `{}` checks the URL
+    /// derived from `spec.resource`. Never affects `Ready`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prm_check: Option<PrmCheck>,
+}
+
+/// Where the operator reads the resource's PRM document.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrmCheck {
+    /// The PRM document's URL as the operator can reach it, when that differs
+    /// from the public one, e.g.
+    /// `http://mcp.tools.svc:8080/.well-known/oauth-protected-resource/mcp`.
+    /// Unset = derived from `spec.resource` (RFC 9728 §3.1: the well-known
+    /// path inserted before the resource's path, then the root form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && (self.startsWith('https://') || self.startsWith('http://'))").message("spec.prmCheck.url must be an absolute http(s) URL"))]
+    pub url: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
@@ -76,6 +107,7 @@ pub struct ProtectedResourceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`: the resource is in its AuthServer's configuration.
+    /// `PRMVerified`: what the MCP server's PRM document says, when checked.
     #[serde(default)]
     #[schemars(schema_with = "crate::common::conditions_schema")]
     pub conditions: Vec<Condition>,

@@ -10,10 +10,12 @@
 pub mod client;
 pub mod conditions;
 pub mod controller;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod probe;
 pub mod render;
 pub mod run;
 pub mod telemetry;

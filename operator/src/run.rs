@@ -21,6 +21,8 @@ pub struct Settings {
     pub server_image: String,
     pub lease: Option<LeaseConfig>,
     pub sharding: Sharding,
+    /// Time between two fetches of the same diagnostic URL (PRM, discovery).
+    pub probe_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ pub enum RunError {
 }
 
 pub async fn run(settings: Settings) -> Result<(), RunError> {
-    let Settings { namespace, metrics_addr, server_image, lease, sharding } = settings;
+    let Settings { namespace, metrics_addr, server_image, lease, sharding, probe_interval } = settings;
     let metrics = Metrics::default();
     let client = crate::client::build(&metrics).await.map_err(RunError::Client)?;
     let ready = Arc::new(Readiness::default());
@@ -85,6 +87,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     // that need them (at 10,000 clients a second copy costs tens of MiB).
     let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
     let (clients, client_stream) = controller::shared_clients(&client, namespace.as_deref());
+    // One HTTP client and one concurrency cap for every diagnostic fetch.
+    let probes = crate::probe::Probes::new(probe_interval);
     let controllers = futures_util::future::join3(
         controller::authserver::run(
             ctx.clone(),
@@ -92,9 +96,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             secrets.clone(),
             secret_stream,
             clients.clone(),
+            probes.clone(),
             stop(),
         ),
-        controller::protectedresource::run(ctx.clone(), namespace.clone(), stop()),
+        controller::protectedresource::run(ctx.clone(), namespace.clone(), probes, stop()),
         controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, (clients, client_stream), stop()),
     );
 

@@ -125,14 +125,35 @@ fn bad_entries_are_left_out_with_a_reason_and_the_older_object_wins() {
     // b is older and canonicalises to the same URI.
     assert_eq!(reason(reg.resource_verdicts.get("b")), "Accepted");
     assert_eq!(reason(reg.resource_verdicts.get("a")), "DuplicateResource");
-    assert_eq!(reason(reg.resource_verdicts.get("d")), "DPoPNotSupported");
+    // dpopRequired is enforced by the server now: the resource is served.
+    assert_eq!(reason(reg.resource_verdicts.get("d")), "Accepted");
     assert_eq!(reason(reg.client_verdicts.get("backend")), "SecretPending");
     assert_eq!(reason(reg.client_verdicts.get("cli")), "UnknownResource");
     assert_eq!(reason(reg.client_verdicts.get("twin")), "Accepted");
-    assert_eq!(reg.resources.len(), 1);
+    assert_eq!(reg.resources.len(), 2);
     assert_eq!(reg.clients.len(), 1);
     // And what is left still renders.
     render(&server().spec, &mut reg).unwrap();
+}
+
+#[test]
+fn dpop_fields_reach_the_server_config() {
+    let s = server();
+    let mut r: ProtectedResource = with_meta(sample("protectedresource.yaml"), "uid-r", 1);
+    r.spec.dpop_required = true;
+    let mut public: OAuthClient = with_meta(sample("oauthclient-public.yaml"), "uid-c1", 2);
+    public.spec.dpop_bound_access_tokens = true;
+    let confidential: OAuthClient = with_meta(sample("oauthclient-confidential.yaml"), "uid-c2", 3);
+    let mut reg = registry(&[resource_in(&r)], &[client_in(&public, None), client_in(&confidential, Some(DIGEST))]);
+    assert!(reg.resource_verdicts.values().all(|v| *v == Verdict::Accepted), "{:?}", reg.resource_verdicts);
+    let rendered = render(&s.spec, &mut reg).unwrap();
+    let yaml = to_yaml("demo", "authplane", &s.spec, &rendered.config).unwrap();
+    let loaded = load_with_shards(&yaml, &shards::split(&reg, Sharding::default()));
+    assert!(loaded.resources[0].dpop_required);
+    let cli = loaded.clients.iter().find(|c| c.client_id == "demo.cli").unwrap();
+    assert!(cli.dpop_bound_access_tokens);
+    let backend = loaded.clients.iter().find(|c| c.client_id == "demo.backend").unwrap();
+    assert!(!backend.dpop_bound_access_tokens, "off unless asked for");
 }
 
 #[test]
@@ -403,4 +424,26 @@ fn id_claim_reads_status_and_the_adoption_annotation() {
     c.status.as_mut().unwrap().conditions = vec![cond("Registered", "True")];
     assert_eq!(id_claim(&c, "demo.cli"), (true, false));
     assert_eq!(id_claim(&c, "other"), (false, false));
+}
+
+/// The Secret reference is written into a comment of the rendered file; a
+/// newline or control character in it (the CRD bounds only its length) must
+/// neither break the YAML nor add config keys (found by `fuzz/`
+/// `operator_render`).
+#[test]
+fn a_secret_reference_cannot_break_or_inject_into_the_config_file() {
+    let mut s = server();
+    s.spec.database.postgres = Some(PostgresSpec {
+        url_secret_ref: SecretKeyRef { name: "db\nadmin:\n  listen: 0.0.0.0:1".into(), key: "u\u{7f}rl".into() },
+        max_connections: None,
+        ssl_mode: None,
+        ca_secret_ref: None,
+    });
+    let mut reg = registry(&[], &[]);
+    let rendered = render(&s.spec, &mut reg).unwrap();
+    let yaml = to_yaml("demo", "authplane", &s.spec, &rendered.config).unwrap();
+    let env = vec![("AUTHPLANE_DATABASE_URL".to_owned(), "postgres://u:p@db:5432/authplane".to_owned())];
+    let loaded = Config::load(Some(("config.yaml", &yaml)), env).unwrap();
+    assert_eq!(loaded.config.admin.listen, rendered.config.admin.listen, "{yaml}");
+    assert!(yaml.contains(r"db\nadmin:\n  listen: 0.0.0.0:1"), "{yaml}");
 }

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::keys;
+use crate::probe::{Prober, Probes, verdict};
 use crate::render::config::{
     ClientIn, Registry, ResourceIn, client_id, client_secret_name, id_claim, registry, render, to_yaml,
 };
@@ -52,6 +53,8 @@ pub struct Ctx {
     clients: Store<OAuthClient>,
     services: Store<Service>,
     debounce: Arc<Debounce>,
+    /// The last discovery fetch per AuthServer (`IssuerReachable`).
+    discovery: Arc<Prober<ObjectRef<AuthServer>>>,
 }
 
 /// Trailing debounce with a maximum wait, per AuthServer: a render waits
@@ -99,6 +102,7 @@ pub fn run(
     shared: super::SharedSecrets,
     secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
     shared_clients: super::SharedClients,
+    probes: Arc<Probes>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client: Client = base.client.clone();
@@ -129,8 +133,13 @@ pub fn run(
     let debounce = Arc::new(Debounce::default());
     let (d1, d2, d3) = (debounce.clone(), debounce.clone(), debounce.clone());
     let own = base.clone();
-    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services, debounce });
+    let (discovery, discovery_changed) = Prober::new(probes);
+    let alive = servers.clone();
+    tokio::spawn(discovery.clone().run(move |k| alive.get(k).is_some()));
+    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services, debounce, discovery });
     let controller = Controller::for_stream(server_stream, servers)
+        // A discovery document that changed since the last fetch.
+        .reconcile_on(discovery_changed)
         // Every Secret the operator writes carries the AuthServer's name: its
         // own config, shards and keys (repair on delete or edit, at once) and
         // the OAuthClients' credentials (a new or changed secret means a new
@@ -206,6 +215,7 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
     super::caches_ready(&ctx.ready).await;
     if obj.metadata.deletion_timestamp.is_some() {
         // Owned objects go with it (owner references).
+        ctx.discovery.forget(&ObjectRef::from_obj(obj.as_ref()));
         return Ok(Action::await_change());
     }
     let owner = Owner::of(&obj).ok_or(Error::Incomplete("namespace or uid"))?;
@@ -273,6 +283,10 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
             let mut status = before.clone();
             status.observed_generation = generation;
             status.conditions = merge(&before.conditions, &wants, generation, &rfc3339(now));
+            // The last discovery verdict stays as it was (no render, no new URL).
+            status
+                .conditions
+                .extend(before.conditions.iter().filter(|c| c.type_ == condition::ISSUER_REACHABLE).cloned());
             if patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await? {
                 ctx.base.event(obj.as_ref(), true, "InvalidSpec", e.0.clone()).await;
             }
@@ -391,9 +405,14 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
     });
     let plan = &keys.plan;
     let next = plan.next_rotation_at.map(rfc3339);
+    let mut conditions = merge(&before.conditions, &wants, generation, &rfc3339(now));
+    let reachable = issuer_condition(&ctx, &obj, &owner, &before.conditions, generation, &rfc3339(now));
+    let reachable_event =
+        verdict::event(&before.conditions, &reachable, "IssuerReachable").map(|e| (e, reachable.message.clone()));
+    conditions.push(reachable);
     let status = AuthServerStatus {
         observed_generation: generation,
-        conditions: merge(&before.conditions, &wants, generation, &rfc3339(now)),
+        conditions,
         issuer: Some(obj.spec.issuer.clone()),
         url: Some(objects::service_url(&owner)),
         current_kid: plan.current_kid.clone(),
@@ -421,7 +440,11 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .into_iter()
         .map(|c| (c.type_.clone(), c.is_true(), c.reason.clone(), c.message.clone()))
         .collect::<Vec<_>>();
-    patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
+    let wrote = patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
+    if wrote && let Some(((warning, reason), message)) = reachable_event {
+        tracing::info!(condition = condition::ISSUER_REACHABLE, reason = %reason, detail = %message, "diagnostic changed");
+        ctx.base.event(obj.as_ref(), warning, &reason, message).await;
+    }
     for (type_, ok, reason, message) in changed {
         if type_ == condition::READY && ok {
             ctx.base.event(obj.as_ref(), false, &reason, message.clone()).await;
@@ -628,6 +651,22 @@ async fn reconcile_keys(
             ),
             Some(until),
         )
+    } else if !bad.is_empty() {
+        // Checked: this read found entries a server cannot load. The write
+        // above replaced them; the next reconcile re-reads the Secret from
+        // the API and turns this True only if it holds valid keys alone.
+        (
+            Want::fail(
+                condition::KEYS_READY,
+                "InvalidSigningKey",
+                format!(
+                    "Secret {keys_name} held entries that are not valid ES256 key files ({}); rewritten without \
+                     them (restored from {backup_name} where a copy was kept); re-reading the Secret",
+                    bad.join(", ")
+                ),
+            ),
+            Some(now + 2),
+        )
     } else if let Some((message, since)) = previous_loss
         && now < since + policy.retire_after
     {
@@ -647,6 +686,39 @@ async fn reconcile_keys(
         )
     };
     Ok(Keys { plan, want, wake_at })
+}
+
+/// `IssuerReachable` from the last fetch of the server's discovery document
+/// through its Service (or `spec.issuerCheck.discoveryUrl`). Never waits for
+/// the network; not part of `Ready`.
+fn issuer_condition(
+    ctx: &Ctx,
+    obj: &AuthServer,
+    owner: &Owner,
+    before: &[authplane_crds::Condition],
+    generation: Option<i64>,
+    now: &str,
+) -> authplane_crds::Condition {
+    let key = ObjectRef::from_obj(obj);
+    let check = &obj.spec.issuer_check;
+    let v = if !check.enabled {
+        ctx.discovery.forget(&key);
+        verdict::Verdict::not_checked("spec.issuerCheck.enabled is false: the operator does not fetch discovery")
+    } else {
+        let url = check
+            .discovery_url
+            .clone()
+            .unwrap_or_else(|| verdict::discovery_url(&objects::service_url(owner), &obj.spec.issuer));
+        let urls = vec![url];
+        match ctx.discovery.want(key, urls.clone()) {
+            Some(f) => verdict::discovery(&f, &obj.spec.issuer),
+            None => match verdict::pending(before, condition::ISSUER_REACHABLE, generation, &urls) {
+                Some(c) => return c,
+                None => verdict::checking(&urls),
+            },
+        }
+    };
+    verdict::condition(before, condition::ISSUER_REACHABLE, &v, generation, now)
 }
 
 fn secs(s: u64) -> i64 {

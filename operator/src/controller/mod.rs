@@ -17,7 +17,6 @@ use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -72,7 +71,7 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: crate::events::Events,
     /// Image for AuthServers that do not set `spec.image`.
     pub server_image: String,
     /// What the last apply of an object returned (its `generation` or
@@ -128,11 +127,11 @@ impl Context {
         instance: Option<String>,
         sharding: Sharding,
     ) -> Context {
-        let recorder = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance });
+        let events = crate::events::Events::new(client.clone(), FIELD_MANAGER, instance);
         Context {
             client,
             metrics,
-            recorder,
+            events,
             server_image,
             applied: Mutex::new(HashMap::new()),
             service_monitor_crd: Mutex::new(None),
@@ -188,14 +187,8 @@ impl Context {
 
     /// Publishes an Event on `obj`; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        let ev = crate::events::Event { warning, reason, note, action: "Reconcile" };
+        if let Err(e) = self.events.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(reason, error = %e, "cannot publish Event");
         }
     }

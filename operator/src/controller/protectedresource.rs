@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::{Context, Error, api, in_shard, patch_status, reflect};
 use crate::conditions::{Want, merge, rfc3339, transitions};
+use crate::probe::{Prober, Probes, verdict};
 use crate::render::config::{ResourceIn, Verdict, registry};
 use crate::render::shards::{entry_hash, shard_of};
 use crate::render::{AUTHSERVER_LABEL, MANAGED_SELECTOR, SHARD_LABEL};
@@ -33,11 +34,14 @@ pub struct Ctx {
     /// Registry shard Secrets only (label-selected).
     shards: Store<Secret>,
     indexes: super::ShardIndexes,
+    /// The last PRM fetch per resource (`spec.prmCheck`).
+    prm: Arc<Prober<ObjectRef<ProtectedResource>>>,
 }
 
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    probes: Arc<Probes>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
@@ -57,6 +61,9 @@ pub fn run(
         let _ = wait_servers.wait_until_ready().await;
         let _ = wait_shards.wait_until_ready().await;
     });
+    let (prm, prm_changed) = Prober::new(probes);
+    let alive = resources.clone();
+    tokio::spawn(prm.clone().run(move |k| alive.get(k).is_some()));
     let ctx = Arc::new(Ctx {
         base,
         ready,
@@ -64,8 +71,11 @@ pub fn run(
         resources: resources.clone(),
         shards,
         indexes: super::ShardIndexes::default(),
+        prm,
     });
     let controller = Controller::for_stream(resource_stream, resources)
+        // A PRM document that changed since the last fetch.
+        .reconcile_on(prm_changed)
         .watches_stream(shard_stream, move |s: Secret| {
             let shard = s.labels().get(SHARD_LABEL).and_then(|v| v.parse::<u32>().ok());
             let server = s.labels().get(AUTHSERVER_LABEL).cloned().unwrap_or_default();
@@ -116,6 +126,7 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
     // missing AuthServer (or drop clients from the config) at start-up.
     super::caches_ready(&ctx.ready).await;
     if obj.metadata.deletion_timestamp.is_some() {
+        ctx.prm.forget(&ObjectRef::from_obj(obj.as_ref()));
         return Ok(Action::await_change());
     }
     let ns = obj.namespace().ok_or(Error::Incomplete("namespace"))?;
@@ -187,18 +198,67 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
     };
 
     let now = rfc3339(Timestamp::now().as_second());
+    let mut conditions = merge(&before.conditions, std::slice::from_ref(&want), generation, &now);
+    let prm = prm_condition(&ctx, &obj, issuer.as_deref(), &before.conditions, generation, &now);
+    let prm_event = verdict::event(&before.conditions, &prm, "PRMVerified").map(|e| (e, prm.message.clone()));
+    conditions.push(prm);
     let status = ProtectedResourceStatus {
         observed_generation: generation,
-        conditions: merge(&before.conditions, std::slice::from_ref(&want), generation, &now),
+        conditions,
         issuer,
         canonical_resource: ResourceUri::parse(&obj.spec.resource).ok().map(|r| r.as_str().to_owned()),
     };
     // An Event when Ready turns False, or stays False for a new reason.
-    let flipped = !transitions(&before.conditions, &status.conditions).is_empty()
+    let flipped = transitions(&before.conditions, &status.conditions).iter().any(|c| c.type_ == condition::READY)
         || before.conditions.iter().any(|c| c.type_ == condition::READY && c.reason != want.reason);
-    patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
+    let wrote = patch_status(&ctx.base, obj.as_ref(), obj.status.as_ref(), &status).await?;
     if flipped && !want.status && want.reason != "PendingConfig" {
         ctx.base.event(obj.as_ref(), true, want.reason, want.message.clone()).await;
     }
+    if wrote && let Some(((warning, reason), message)) = prm_event {
+        tracing::info!(condition = condition::PRM_VERIFIED, reason = %reason, detail = %message, "diagnostic changed");
+        ctx.base.event(obj.as_ref(), warning, &reason, message).await;
+    }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// `PRMVerified` from the last fetch of the resource's PRM (never waits for
+/// the network: a first fetch shows `Unknown`/`Checking` and triggers
+/// another reconcile when it lands). Not part of `Ready`: the registration
+/// is right whatever the MCP server publishes.
+fn prm_condition(
+    ctx: &Ctx,
+    obj: &ProtectedResource,
+    issuer: Option<&str>,
+    before: &[authplane_crds::Condition],
+    generation: Option<i64>,
+    now: &str,
+) -> authplane_crds::Condition {
+    let key = ObjectRef::from_obj(obj);
+    let v = match (&obj.spec.prm_check, issuer) {
+        (None, _) => {
+            ctx.prm.forget(&key);
+            verdict::Verdict::not_checked(
+                "spec.prmCheck is not set: the operator does not fetch this MCP server's PRM (set prmCheck: {} to                  check the URL derived from spec.resource, or prmCheck.url for an in-cluster URL)",
+            )
+        }
+        (Some(_), None) => {
+            ctx.prm.forget(&key);
+            verdict::Verdict::not_checked("no AuthServer to compare the PRM with (see Ready)")
+        }
+        (Some(check), Some(issuer)) => {
+            let urls = match &check.url {
+                Some(u) => vec![u.clone()],
+                None => verdict::prm_urls(&obj.spec.resource),
+            };
+            match ctx.prm.want(key, urls.clone()) {
+                Some(f) => verdict::prm(&f, &obj.spec.resource, issuer, &obj.spec.scopes),
+                None => match verdict::pending(before, condition::PRM_VERIFIED, generation, &urls) {
+                    Some(c) => return c,
+                    None => verdict::checking(&urls),
+                },
+            }
+        }
+    };
+    verdict::condition(before, condition::PRM_VERIFIED, &v, generation, now)
 }

@@ -169,13 +169,6 @@ pub fn registry(resources: &[ResourceIn<'_>], clients: &[ClientIn<'_>]) -> Regis
 }
 
 fn resource_config(spec: &ProtectedResourceSpec) -> Result<ResourceConfig, Verdict> {
-    if spec.dpop_required {
-        return Err(Verdict::reject(
-            "DPoPNotSupported",
-            "spec.dpopRequired is not enforced by this AuthServer version; the resource is left out rather than \
-             served without DPoP. Remove dpopRequired or upgrade",
-        ));
-    }
     let resource = ResourceUri::parse(&spec.resource)
         .map_err(|e| Verdict::reject("InvalidResource", format!("spec.resource = {:?}: {e}", spec.resource)))?;
     let rc = ResourceConfig {
@@ -183,6 +176,7 @@ fn resource_config(spec: &ProtectedResourceSpec) -> Result<ResourceConfig, Verdi
         name: spec.display_name.clone(),
         scopes: spec.scopes.clone(),
         default_scopes: spec.default_scopes.clone(),
+        dpop_required: spec.dpop_required,
     };
     validate_resource("spec", &rc).map_err(|e| Verdict::reject("InvalidResource", e.to_string()))?;
     Ok(rc)
@@ -238,6 +232,7 @@ fn client_config(c: &ClientIn<'_>, known: &HashSet<ResourceUri>) -> Result<Clien
         grant_types: spec.grant_types.iter().map(|g| grant_type(*g)).collect(),
         allowed_resources,
         allowed_scopes: spec.allowed_scopes.clone(),
+        dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
     };
     validate_client("spec", &cc, |r| known.contains(r)).map_err(|e| Verdict::reject("InvalidClient", e.to_string()))?;
     Ok(cc)
@@ -387,9 +382,14 @@ pub fn to_yaml(namespace: &str, name: &str, spec: &AuthServerSpec, config: &Conf
          # AuthServer, ProtectedResources and OAuthClients instead. The server re-reads this file on change.\n"
     );
     if let Some(pg) = &spec.database.postgres {
+        // Escaped: the reference is whatever the AuthServer says (the CRD
+        // bounds only its length), and a newline or control character in a
+        // comment would end it or break the YAML (found by `fuzz/`
+        // `operator_render`).
         header.push_str(&format!(
             "# database.url is overridden by AUTHPLANE_DATABASE_URL from Secret {} key {}.\n",
-            pg.url_secret_ref.name, pg.url_secret_ref.key
+            pg.url_secret_ref.name.escape_default(),
+            pg.url_secret_ref.key.escape_default()
         ));
     }
     Ok(format!("{header}{body}"))

@@ -19,7 +19,7 @@ async fn current_kid(ns: &TestNs) -> String {
 #[ignore = "needs a control plane: e2e/operator-test.sh"]
 async fn corrupt_and_deleted_keys_are_repaired_or_reported() {
     let ns = TestNs::new("keys").await;
-    let _op = Operator::start(&ns.name);
+    let op = Operator::start(&ns.name);
     ns.apply(&format!("{}\n---\n{}", sample("authserver.yaml"), sample("protectedresource.yaml")));
     let kid = current_kid(&ns).await;
     let file = format!("{kid}.json");
@@ -27,6 +27,31 @@ async fn corrupt_and_deleted_keys_are_repaired_or_reported() {
     assert!(secret_data(&retained).contains_key(&file), "the retained copy holds the key");
     assert!(retained.metadata.owner_references.is_none(), "the retained copy survives the AuthServer");
 
+    // Every KeysReady (status, reason) the AuthServer goes through, from a
+    // watch (the False state lasts until the next reconcile re-reads the
+    // Secret, about 2 s: too short to catch by polling).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let watch = {
+        use futures_util::StreamExt;
+        let seen = seen.clone();
+        let api: kube::Api<AuthServer> = ns.api();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(kube::runtime::watcher::watch_object(api, "authplane"));
+            while let Some(Ok(Some(a))) = stream.next().await {
+                if let Some(c) = a.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "KeysReady")) {
+                    let mut v = seen.lock().unwrap();
+                    if v.last() != Some(&(c.status.clone(), c.reason.clone())) {
+                        v.push((c.status, c.reason));
+                    }
+                }
+            }
+        })
+    };
+
+    eventually("the watch to start", Duration::from_secs(10), || async {
+        (!seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
     // A stray corrupt entry added by hand (another field manager owns it).
     let (ok, out) = ns.kubectl(&[
         "patch",
@@ -43,6 +68,17 @@ async fn corrupt_and_deleted_keys_are_repaired_or_reported() {
     })
     .await;
     await_event(&ns, "AuthServer", "authplane", "InvalidSigningKey").await;
+    // Flagged while it was there, and True again only once a fresh read of
+    // the Secret found valid keys alone.
+    eventually("KeysReady False InvalidSigningKey, then True", Duration::from_secs(30), || async {
+        let v = seen.lock().unwrap().clone();
+        let flagged = v.iter().position(|(s, r)| s == "False" && r == "InvalidSigningKey")?;
+        v[flagged..].iter().any(|(s, _)| s == "True").then_some(())
+    })
+    .await;
+    let c = authserver_condition(&ns, "authplane", "KeysReady").await.unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "KeySigning"), "{}", c.message);
+    watch.abort();
 
     // The signing key itself corrupted: restored from the retained copy, the
     // same key keeps signing (tokens in flight still verify).
@@ -82,9 +118,13 @@ async fn corrupt_and_deleted_keys_are_repaired_or_reported() {
     let c = authserver_condition(&ns, "authplane", "KeysReady").await.unwrap();
     assert_eq!(c.status, "True");
 
-    // Both gone: a new key, and KeysReady=False says what was lost.
+    // Both gone: a new key, and KeysReady=False says what was lost. Deleted
+    // while the operator is stopped: a reconcile between two deletions
+    // would (rightly) rebuild one from the other.
+    drop(op);
     delete::<Secret>(&ns, "authplane-signing-keys-retained").await;
     delete::<Secret>(&ns, "authplane-signing-keys").await;
+    let _op = Operator::start(&ns.name);
     let c = eventually("KeysReady=False SigningKeysLost", Duration::from_secs(30), || async {
         authserver_condition(&ns, "authplane", "KeysReady").await.filter(|c| c.reason == "SigningKeysLost")
     })

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod debounce_has_a_maximum_wait;
+mod diagnostics_follow_the_real_servers;
 mod invalid_objects_are_refused_or_explained;
 mod keys_are_never_silently_lost;
 mod no_takeover;
