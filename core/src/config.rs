@@ -281,6 +281,17 @@ pub struct OAuthConfig {
     /// A dynamically registered client unused for this long, with no live
     /// token, is deleted. `0` = never.
     pub registration_unused_ttl: Duration,
+    /// DPoP (RFC 9449): how old a proof's `iat` may be at the token
+    /// endpoint; 30 s of clock skew is allowed on top for `iat` in the future.
+    /// The replay store keeps a proof's `jti` this long.
+    pub dpop_proof_max_age: Duration,
+    /// DPoP nonces (RFC 9449 §8): every proof at the token endpoint must carry
+    /// a nonce from a recent `DPoP-Nonce` header; the first request is answered
+    /// `use_dpop_nonce`.
+    pub dpop_nonce: bool,
+    /// The HMAC key of the stateless DPoP nonces. Replicas must share it;
+    /// unset = a random key per process (fine for one replica).
+    pub dpop_nonce_secret: Option<Secret<String>>,
 }
 
 impl Default for OAuthConfig {
@@ -300,6 +311,9 @@ impl Default for OAuthConfig {
             initial_access_token_grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             registration_max_clients: 10_000,
             registration_unused_ttl: Duration::from_secs(30 * 86_400),
+            dpop_proof_max_age: Duration::from_secs(60),
+            dpop_nonce: false,
+            dpop_nonce_secret: None,
         }
     }
 }
@@ -458,6 +472,10 @@ pub struct ResourceConfig {
     /// Granted when a request has no `scope`. Unset = every scope of the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_scopes: Option<Vec<String>>,
+    /// Tokens for this resource must be DPoP-bound (RFC 9449): the token
+    /// endpoint refuses a request for it without a proof.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_required: bool,
 }
 
 impl ResourceConfig {
@@ -537,6 +555,10 @@ pub struct ClientConfig {
     /// Scopes this client may be granted; empty = any scope of the resource.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_scopes: Vec<String>,
+    /// RFC 9449 §5.2: this client always uses DPoP; a token request without
+    /// a proof is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A local user for the built-in login page.
@@ -836,6 +858,25 @@ impl Config {
                     ));
                 }
             }
+        }
+        let age = self.oauth.dpop_proof_max_age.as_secs();
+        if !(5..=600).contains(&age) {
+            return Err(err(
+                k("oauth.dpop_proof_max_age"),
+                Some(&self.oauth.dpop_proof_max_age.to_string()),
+                "must be between 5s and 10m",
+                "use 60s (the default) unless clients' clocks are far off; a longer window keeps replayable proofs alive longer",
+            ));
+        }
+        if let Some(secret) = &self.oauth.dpop_nonce_secret
+            && secret.expose().len() < 32
+        {
+            return Err(err(
+                k("oauth.dpop_nonce_secret"),
+                None,
+                "is shorter than 32 characters",
+                "generate one with `openssl rand -base64 32` and give every replica the same value",
+            ));
         }
         if self.oauth.refresh_reuse_interval.as_secs() > 300 {
             return Err(err(

@@ -6,10 +6,13 @@
 //! (RFC 8414) and the signing-key file format. No I/O beyond reading the
 //! process environment handed in by the caller — except the optional `es256`
 //! feature, which generates and parses signing keys (aws-lc, the OS random
-//! number generator) for the server and the operator.
+//! number generator) for the server and the operator; and the `dpop` feature,
+//! which checks DPoP proofs (RFC 9449) for the server and the SDK alike.
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod duration;
 #[cfg(feature = "es256")]
 pub mod es256;

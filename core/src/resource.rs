@@ -23,7 +23,7 @@
 //! | `  https://x.test/mcp ` | `https://x.test/mcp` | leading and trailing spaces and C0 controls stripped (WHATWG URL) |
 //! | `https://x.test/%7Emcp` | kept as is | percent-encoding is not decoded: `%7E` and `~` stay different (conservative) |
 //! | `https://x.test/MCP` | kept as is | the path is case-sensitive |
-//! | `https://x.test/mcp//` | `https://x.test/mcp/` | only one trailing slash is removed |
+//! | `https://x.test/mcp//` | refused | one trailing slash is ignored, two are an error: keeping one would give a canonical form that is not canonical again (`…/mcp/` parses to `…/mcp`, another resource; found by `fuzz/` `resource_uri`), removing both would widen |
 //!
 //! Anything else differs: another scheme, host, port, path or query. A
 //! fragment or user information is refused outright (RFC 8707 §2), so no
@@ -39,6 +39,7 @@ use url::Url;
 
 /// A canonical resource URI: absolute `http`/`https`, scheme and host
 /// lower-cased, default port dropped, no fragment, one trailing slash removed
+/// (and two refused)
 /// (so a bare origin has no path at all).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceUri(String);
@@ -53,6 +54,8 @@ pub enum ResourceUriError {
     Fragment(String),
     #[error("'{0}' must not contain user information")]
     UserInfo(String),
+    #[error("'{0}' ends in more than one '/'; at most one trailing slash is ignored")]
+    TrailingSlashes(String),
 }
 
 impl ResourceUri {
@@ -80,6 +83,11 @@ impl ResourceUri {
         }
         let path = url.path();
         let path = path.strip_suffix('/').unwrap_or(path);
+        // The canonical form must parse to itself: with a second slash left
+        // over it would not (`/a/` names `/a`).
+        if path.ends_with('/') {
+            return Err(ResourceUriError::TrailingSlashes(input.to_owned()));
+        }
         out.push_str(path);
         if let Some(q) = url.query() {
             out.push('?');
@@ -147,8 +155,11 @@ mod tests {
         assert_eq!(canon("https://mcp.example.com"), "https://mcp.example.com");
         assert_eq!(canon("http://localhost:8080/mcp"), "http://localhost:8080/mcp");
         assert_eq!(canon("http://localhost:80/mcp"), "http://localhost/mcp");
-        // Only one trailing slash is ignored; the path is otherwise kept as is.
-        assert_eq!(canon("https://x.test/a//"), "https://x.test/a/");
+        // Only one trailing slash is ignored; two are refused (the canonical
+        // form parses to itself); the path is otherwise kept as is.
+        assert!(matches!(ResourceUri::parse("https://x.test/a//"), Err(ResourceUriError::TrailingSlashes(_))));
+        assert!(matches!(ResourceUri::parse("http:ht//"), Err(ResourceUriError::TrailingSlashes(_))));
+        assert_eq!(canon("https://x.test/a/?q=/"), "https://x.test/a?q=/");
         assert_eq!(canon("https://x.test/MCP"), "https://x.test/MCP");
     }
 

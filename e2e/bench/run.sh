@@ -22,9 +22,16 @@
 #   in it, and it moves much less than tokens/s when other work shares the cores.
 # - DB writes per grant: row counts of every table (plus rows marked spent)
 #   before and after the measured run, divided by the successful requests.
+# - client_credentials with DPoP (RFC 9449), on both servers: each request
+#   carries a fresh proof, pre-signed with node:crypto (mint-proofs.mjs; a
+#   proof is single use), so the load measures proof verification, the
+#   replay check (AuthPlane: one row in dpop_proofs; oidc-provider: its
+#   in-memory cache) and the bound token, not the client's signing. No
+#   warm-up for these runs (the servers are warm from the plain run).
 #
 # Env: BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_DURATION (10s),
-# BENCH_WARMUP (2s), AUTHSERVER_BIN (skip the release build).
+# BENCH_WARMUP (2s), BENCH_DPOP_PROOFS (300000: proofs signed per DPoP run),
+# AUTHSERVER_BIN (skip the release build).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +41,7 @@ threads="${BENCH_THREADS:-2}"
 conns="${BENCH_CONNECTIONS:-32}"
 duration="${BENCH_DURATION:-10s}"
 warmup="${BENCH_WARMUP:-2s}"
+dpop_proofs="${BENCH_DPOP_PROOFS:-300000}"
 
 # shellcheck source=../oauth/lib/authserver.sh
 source "$root/e2e/oauth/lib/authserver.sh"
@@ -93,6 +101,22 @@ run_wrk authplane.client_credentials "$E2E_ISSUER/oauth/token" client_credential
 after="$(python3 "$here/dbstat.py" "$E2E_DB")"
 RESULT[authplane.client_credentials.writes]="$(writes_per_grant "$before" "$after" "${RESULT[authplane.client_credentials.ok]}")"
 
+# dpop_run NAME TOKEN_ENDPOINT PID: client_credentials with a proof per request.
+dpop_run() {
+  local name="$1" url="$2" pid="$3" check
+  check="$(curl -fsS -H "Authorization: $BENCH_AUTH" -H 'Content-Type: application/x-www-form-urlencoded' \
+    -H "DPoP: $(cd "$here" && node mint-proofs.mjs "$url" 1)" --data "$BENCH_BODY" "$url")"
+  echo "  with a proof: token_type $(python3 -c 'import json,sys; print(json.load(sys.stdin)["token_type"])' <<<"$check")"
+  echo "  signing $dpop_proofs DPoP proofs (node:crypto)"
+  (cd "$here" && node mint-proofs.mjs "$url" "$dpop_proofs") >"$work/proofs.txt"
+  BENCH_PROOFS="$work/proofs.txt" run_wrk "$name" "$url" client_credentials_dpop.lua "$pid"
+}
+export BENCH_PROOFS
+before="$(python3 "$here/dbstat.py" "$E2E_DB")"
+dpop_run authplane.client_credentials_dpop "$E2E_ISSUER/oauth/token" "$ap_pid"
+after="$(python3 "$here/dbstat.py" "$E2E_DB")"
+RESULT[authplane.client_credentials_dpop.writes]="$(writes_per_grant "$before" "$after" "${RESULT[authplane.client_credentials_dpop.ok]}")"
+
 echo "  minting 64 refresh-token grants through the code flow"
 (cd "$here" && node mint-refresh.mjs 64) >"$work/tokens.txt"
 export BENCH_TOKENS="$work/tokens.txt" BENCH_CLIENT_ID="$E2E_PUBLIC_CLIENT"
@@ -122,10 +146,23 @@ kill "$oidc_pid"
 wait "$oidc_pid" 2>/dev/null || true
 oidc_pid=""
 
+# The same with oidc-provider's dPoP feature on (a fresh process).
+port="$(as_free_port)"
+node "$oidc/server.mjs" "$port" bench-client "$oidc_secret" "$resource" dpop >"$work/oidc-dpop.log" 2>&1 &
+oidc_pid=$!
+for _ in $(seq 1 100); do grep -q '^listening' "$work/oidc-dpop.log" 2>/dev/null && break; sleep 0.1; done
+grep -q '^listening' "$work/oidc-dpop.log" || { cat "$work/oidc-dpop.log"; echo "bench: oidc-provider (dPoP) did not start"; exit 1; }
+echo "oidc-provider with features.dPoP"
+wrk -t"$threads" -c"$conns" -d"$warmup" -s "$here/client_credentials.lua" "http://127.0.0.1:$port/token" >/dev/null
+dpop_run oidc-provider.client_credentials_dpop "http://127.0.0.1:$port/token" "$oidc_pid"
+kill "$oidc_pid"
+wait "$oidc_pid" 2>/dev/null || true
+oidc_pid=""
+
 # --- summary ------------------------------------------------------------------------
 echo
 printf '%-34s %9s %8s %8s %11s %8s %8s  %s\n' "server / grant" "tokens/s" "p50 ms" "p99 ms" "CPU us/tok" "RSS MB" "peak MB" "DB writes per grant"
-for name in authplane.client_credentials authplane.refresh_token oidc-provider.client_credentials; do
+for name in authplane.client_credentials authplane.client_credentials_dpop authplane.refresh_token oidc-provider.client_credentials oidc-provider.client_credentials_dpop; do
   printf '%-34s %9s %8s %8s %11s %8s %8s  %s\n' "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "${RESULT[$name.cpu]}" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.writes]:-none (in memory)}"
 done
 ratio="$(awk -v a="${RESULT[authplane.client_credentials.tps]}" -v b="${RESULT[oidc-provider.client_credentials.tps]}" 'BEGIN { printf "%.2f", a / b }')"
@@ -133,8 +170,12 @@ echo
 cpu_ratio="$(awk -v a="${RESULT[authplane.client_credentials.cpu]}" -v b="${RESULT[oidc-provider.client_credentials.cpu]}" 'BEGIN { printf "%.2f", b / a }')"
 echo "ratio (client_credentials tokens/s, authplane / oidc-provider): ${ratio}x   (issue 3 target: >= 2x, p99 < 10 ms, RSS < 40 MB)"
 echo "ratio (client_credentials server CPU per token, oidc-provider / authplane): ${cpu_ratio}x"
+dpop_ratio="$(awk -v a="${RESULT[authplane.client_credentials_dpop.tps]}" -v b="${RESULT[oidc-provider.client_credentials_dpop.tps]}" 'BEGIN { printf "%.2f", a / b }')"
+dpop_cost="$(awk -v a="${RESULT[authplane.client_credentials_dpop.tps]}" -v b="${RESULT[authplane.client_credentials.tps]}" 'BEGIN { printf "%.2f", a / b }')"
+echo "ratio (client_credentials with DPoP on both sides, authplane / oidc-provider): ${dpop_ratio}x   (issue 13 target: >= 3x)"
+echo "authplane with DPoP / without: ${dpop_cost}x of the tokens/s (issue 13 target: at most one extra DB write per token)"
 echo "load average after: $(loadavg) (other work on the machine skews tokens/s; CPU per token much less)"
-errors=$(( ${RESULT[authplane.client_credentials.errors]} + ${RESULT[authplane.refresh_token.errors]} + ${RESULT[oidc-provider.client_credentials.errors]} ))
+errors=$(( ${RESULT[authplane.client_credentials.errors]} + ${RESULT[authplane.client_credentials_dpop.errors]} + ${RESULT[authplane.refresh_token.errors]} + ${RESULT[oidc-provider.client_credentials.errors]} + ${RESULT[oidc-provider.client_credentials_dpop.errors]} ))
 if [[ $errors -ne 0 || "${reuse:-0}" != 0 ]]; then
   echo "bench: some requests failed; the numbers above are not valid"
   exit 1

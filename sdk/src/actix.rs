@@ -24,7 +24,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 
-use crate::bearer::{Credentials, credentials, is_preflight};
+use crate::bearer::is_preflight;
 use crate::challenge::{self, Rejection};
 use crate::cors::Cors;
 use crate::mcp::{DEFAULT_MAX_BODY_BYTES, ToolScopes};
@@ -227,18 +227,15 @@ async fn authenticate(cfg: &Config, mut req: ServiceRequest) -> Result<Authentic
         return Ok(Authenticated::Preflight(req.into_parts().0, res));
     }
     let ch = cfg.verifier.challenge().clone();
-    let verdict = match credentials(h.get_all(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes())) {
-        Credentials::Bearer(t) => Ok(cfg.verifier.verify(t).await.map_err(|e| challenge::invalid_token(&ch, &e))),
-        Credentials::None => {
-            tracing::debug!(resource = cfg.verifier.resource().resource(), "no bearer token");
-            Err(challenge::missing_token(&ch))
-        }
-        Credentials::Invalid(why) => {
-            crate::middleware::log_invalid_request(&ch, why);
-            Err(challenge::invalid_request(&ch, why))
-        }
-    };
-    let claims = match verdict.and_then(|r| r) {
+    let verdict = crate::middleware::authenticate(
+        &cfg.verifier,
+        h.get_all(actix_web::http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+        h.get_all("dpop").map(|v| v.as_bytes()),
+        req.method().as_str(),
+        req.path(),
+    )
+    .await;
+    let claims = match verdict {
         Ok(c) => c,
         Err(rejection) => return Err((req.into_parts().0, rejection)),
     };

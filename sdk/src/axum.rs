@@ -31,7 +31,7 @@ use http_body_util::BodyExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::bearer::{Credentials, credentials, is_preflight};
+use crate::bearer::is_preflight;
 use crate::challenge::{self, Rejection};
 use crate::cors::Cors;
 use crate::mcp::{DEFAULT_MAX_BODY_BYTES, ToolScopes};
@@ -212,18 +212,14 @@ async fn authenticate(cfg: &Config, req: Request<Body>) -> Result<Authenticated,
         });
     }
     let ch = cfg.verifier.challenge();
-    let token = match credentials(h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes())) {
-        Credentials::Bearer(t) => t,
-        Credentials::None => {
-            tracing::debug!(resource = cfg.verifier.resource().resource(), "no bearer token");
-            return Err(challenge::missing_token(ch));
-        }
-        Credentials::Invalid(why) => {
-            crate::middleware::log_invalid_request(ch, why);
-            return Err(challenge::invalid_request(ch, why));
-        }
-    };
-    let claims = cfg.verifier.verify(token).await.map_err(|e| challenge::invalid_token(ch, &e))?;
+    let claims = crate::middleware::authenticate(
+        &cfg.verifier,
+        h.get_all(http::header::AUTHORIZATION).iter().map(|v| v.as_bytes()),
+        h.get_all("dpop").iter().map(|v| v.as_bytes()),
+        req.method().as_str(),
+        req.uri().path(),
+    )
+    .await?;
     // Another principal's session is 404 before anything else about it shows.
     let pending = match &cfg.sessions {
         Some(s) => {

@@ -7,11 +7,23 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::{Claims, ProtectedResource, VerifyError};
 
+/// Which `WWW-Authenticate` scheme a refusal is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Bearer,
+    /// RFC 9449 §7.1.
+    Dpop,
+}
+
 /// The parts of a challenge that depend only on the resource.
 #[derive(Debug)]
 pub struct Challenge {
     resource_metadata: String,
     default_scope: String,
+    /// Bearer is not offered: only DPoP-bound tokens are accepted.
+    dpop_required: bool,
+    /// `algs` of the DPoP challenge (RFC 9449 §7.1).
+    dpop_algs: String,
     /// `Retry-After` of a 503 when keys could not be had.
     retry_after: u32,
     /// Samples and counts the WARN lines of this resource's refusals (the
@@ -24,6 +36,8 @@ impl Challenge {
         Challenge {
             resource_metadata: resource.metadata_url().to_owned(),
             default_scope: resource.default_scopes().join(" "),
+            dpop_required: resource.dpop_required(),
+            dpop_algs: authplane_core::dpop::SUPPORTED_ALGS.join(" "),
             retry_after: 30,
             logs: crate::logs::LogSampler::default(),
         }
@@ -34,10 +48,31 @@ impl Challenge {
         self
     }
 
-    /// `Bearer resource_metadata="…", scope="…"[, error="…", error_description="…"]`
-    fn header(&self, scope: &str, error: Option<(&str, &str)>) -> HeaderValue {
+    /// The challenges of a 401: `Bearer …` (unless DPoP is required) and
+    /// `DPoP algs="…", …`; the error goes into the challenge of `scheme`
+    /// (into DPoP's when Bearer is not offered).
+    fn headers(&self, scope: &str, error: Option<(&str, &str)>, scheme: Scheme) -> Vec<HeaderValue> {
+        let mut out = Vec::with_capacity(2);
+        let error_on_dpop = scheme == Scheme::Dpop || self.dpop_required;
+        if !self.dpop_required {
+            out.push(self.header(Scheme::Bearer, scope, if error_on_dpop { None } else { error }));
+        }
+        out.push(self.header(Scheme::Dpop, scope, if error_on_dpop { error } else { None }));
+        out
+    }
+
+    /// `Bearer resource_metadata="…", scope="…"[, error="…", error_description="…"]`,
+    /// or `DPoP algs="…", resource_metadata="…", …`.
+    fn header(&self, scheme: Scheme, scope: &str, error: Option<(&str, &str)>) -> HeaderValue {
         let mut v = String::with_capacity(160);
-        v.push_str("Bearer resource_metadata=");
+        match scheme {
+            Scheme::Bearer => v.push_str("Bearer resource_metadata="),
+            Scheme::Dpop => {
+                v.push_str("DPoP algs=");
+                push_quoted(&mut v, &self.dpop_algs);
+                v.push_str(", resource_metadata=");
+            }
+        }
         push_quoted(&mut v, &self.resource_metadata);
         if !scope.is_empty() {
             v.push_str(", scope=");
@@ -84,14 +119,16 @@ pub struct Rejection {
 impl Rejection {
     fn new(
         status: StatusCode,
-        www_authenticate: Option<HeaderValue>,
+        www_authenticate: Vec<HeaderValue>,
         code: &str,
         description: &str,
         err_name: &'static str,
     ) -> Self {
-        let mut headers = Vec::with_capacity(5);
-        if let Some(w) = www_authenticate {
-            headers.push((WWW_AUTHENTICATE, w));
+        let mut headers = Vec::with_capacity(6);
+        if !www_authenticate.is_empty() {
+            for w in www_authenticate {
+                headers.push((WWW_AUTHENTICATE, w));
+            }
             // Browser-based MCP clients must be able to read the challenge.
             headers.push((ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("WWW-Authenticate")));
         }
@@ -105,9 +142,14 @@ impl Rejection {
         Rejection { status, headers, body: serde_json::to_vec(&body).unwrap_or_default().into(), err_name }
     }
 
-    /// The `WWW-Authenticate` value, if any.
+    /// The first `WWW-Authenticate` value, if any.
     pub fn www_authenticate(&self) -> Option<&HeaderValue> {
         self.headers.iter().find(|(k, _)| k == WWW_AUTHENTICATE).map(|(_, v)| v)
+    }
+
+    /// Every `WWW-Authenticate` value (Bearer and DPoP challenges).
+    pub fn www_authenticate_all(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.headers.iter().filter(|(k, _)| k == WWW_AUTHENTICATE).map(|(_, v)| v)
     }
 
     /// As an `http::Response` with any body type built from bytes.
@@ -132,9 +174,13 @@ impl std::fmt::Display for Rejection {
 pub(crate) fn missing_token(ch: &Challenge) -> Rejection {
     Rejection::new(
         StatusCode::UNAUTHORIZED,
-        Some(ch.header(&ch.default_scope, None)),
+        ch.headers(&ch.default_scope, None, Scheme::Bearer),
         "",
-        "A bearer access token is required",
+        if ch.dpop_required {
+            "A DPoP-bound access token and a DPoP proof are required"
+        } else {
+            "A bearer access token is required"
+        },
         "ErrMissingToken",
     )
 }
@@ -143,7 +189,7 @@ pub(crate) fn missing_token(ch: &Challenge) -> Rejection {
 pub(crate) fn invalid_request(ch: &Challenge, description: &'static str) -> Rejection {
     Rejection::new(
         StatusCode::BAD_REQUEST,
-        Some(ch.header(&ch.default_scope, Some(("invalid_request", description)))),
+        ch.headers(&ch.default_scope, Some(("invalid_request", description)), Scheme::Bearer),
         "invalid_request",
         description,
         "ErrInvalidRequest",
@@ -155,7 +201,7 @@ pub(crate) fn invalid_request(ch: &Challenge, description: &'static str) -> Reje
 pub(crate) fn not_wired() -> Rejection {
     Rejection::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        None,
+        vec![],
         "server_error",
         "Authentication middleware is not configured for this route",
         "ErrAuthNotWired",
@@ -181,7 +227,7 @@ pub(crate) fn session_not_found() -> Rejection {
 pub(crate) fn too_many_sessions(retry_after: u32) -> Rejection {
     let mut r = Rejection::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        None,
+        vec![],
         "temporarily_unavailable",
         "Too many open sessions; retry later",
         "ErrSessionLimit",
@@ -194,23 +240,26 @@ pub(crate) fn too_many_sessions(retry_after: u32) -> Rejection {
 pub(crate) fn body_too_large() -> Rejection {
     Rejection::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        None,
+        vec![],
         "invalid_request",
         "The request body is too large",
         "ErrBodyTooLarge",
     )
 }
 
-/// 401 `invalid_token` for a refused token; 503 when keys could not be had.
-pub(crate) fn invalid_token(ch: &Challenge, e: &VerifyError) -> Rejection {
+/// 401 `invalid_token` (or `invalid_dpop_proof`) for a refused token, in
+/// the challenge of the scheme it was presented with; 503 when keys could
+/// not be had.
+pub(crate) fn invalid_token(ch: &Challenge, e: &VerifyError, presented: Scheme) -> Rejection {
     if e.is_unavailable() {
-        let mut r = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, None, e.code(), e.description(), e.err_name());
+        let mut r = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, vec![], e.code(), e.description(), e.err_name());
         r.headers.push((RETRY_AFTER, HeaderValue::from(ch.retry_after)));
         return r;
     }
+    let scheme = if e.is_dpop() { Scheme::Dpop } else { presented };
     Rejection::new(
         StatusCode::UNAUTHORIZED,
-        Some(ch.header(&ch.default_scope, Some((e.code(), e.description())))),
+        ch.headers(&ch.default_scope, Some((e.code(), e.description())), scheme),
         e.code(),
         e.description(),
         e.err_name(),
@@ -229,8 +278,9 @@ pub(crate) fn insufficient_scope(ch: Option<&Challenge>, claims: &Claims, requir
     }
     let scope = scopes.join(" ");
     let description = "The access token lacks a scope this request needs";
+    let scheme = if claims.dpop_jkt.is_some() { Scheme::Dpop } else { Scheme::Bearer };
     let header = match ch {
-        Some(ch) => ch.header(&scope, Some(("insufficient_scope", description))),
+        Some(ch) => ch.header(scheme, &scope, Some(("insufficient_scope", description))),
         None => {
             let mut v = String::from("Bearer scope=");
             push_quoted(&mut v, &scope);
@@ -239,7 +289,7 @@ pub(crate) fn insufficient_scope(ch: Option<&Challenge>, claims: &Claims, requir
             HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
         }
     };
-    Rejection::new(StatusCode::FORBIDDEN, Some(header), "insufficient_scope", description, "ErrInsufficientScope")
+    Rejection::new(StatusCode::FORBIDDEN, vec![header], "insufficient_scope", description, "ErrInsufficientScope")
 }
 
 #[cfg(test)]
@@ -273,7 +323,7 @@ mod tests {
 
     #[test]
     fn invalid_token_names_the_error() {
-        let r = invalid_token(&challenge(), &VerifyError::BadSignature);
+        let r = invalid_token(&challenge(), &VerifyError::BadSignature, Scheme::Bearer);
         assert_eq!(r.status, 401);
         assert_eq!(
             header(&r),
@@ -287,11 +337,40 @@ mod tests {
             VerifyError::KeysRefreshTimeout { timeout_ms: 2000 },
             VerifyError::KeysStale { age: 90_000, max_age: 86_400 },
         ] {
-            let r = invalid_token(&challenge(), &e);
+            let r = invalid_token(&challenge(), &e, Scheme::Bearer);
             assert_eq!(r.status, 503, "{e}");
             assert!(r.www_authenticate().is_none());
             assert!(r.headers.iter().any(|(k, v)| k == RETRY_AFTER && v == "30"), "{e}");
         }
+    }
+
+    fn all(r: &Rejection) -> Vec<&str> {
+        r.www_authenticate_all().map(|v| v.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn dpop_is_offered_beside_bearer_and_alone_when_required() {
+        let algs = "algs=\"ES256 ES384 EdDSA Ed25519 RS256 PS256\"";
+        let r = missing_token(&challenge());
+        let h = all(&r);
+        assert_eq!(h.len(), 2);
+        assert!(h[0].starts_with("Bearer resource_metadata="), "{h:?}");
+        assert!(h[1].starts_with(&format!("DPoP {algs}, resource_metadata=")), "{h:?}");
+        // A proof problem is reported in the DPoP challenge.
+        let e = VerifyError::Dpop(authplane_core::dpop::DpopError::new(authplane_core::dpop::Reason::Ath, "x"));
+        let h: Vec<String> =
+            all(&invalid_token(&challenge(), &e, Scheme::Dpop)).into_iter().map(str::to_owned).collect();
+        assert!(!h[0].contains("error="), "{h:?}");
+        assert!(h[1].contains("error=\"invalid_dpop_proof\""), "{h:?}");
+
+        let required = ProtectedResource::new("http://localhost:8080/mcp", "http://localhost:9000")
+            .unwrap()
+            .with_dpop_required(true);
+        let ch = Challenge::new(&required);
+        let r = invalid_token(&ch, &VerifyError::DpopRequired, Scheme::Bearer);
+        let h = all(&r);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h[0].starts_with(&format!("DPoP {algs}")) && h[0].contains("error=\"invalid_token\""), "{h:?}");
     }
 
     #[test]

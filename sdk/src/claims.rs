@@ -26,6 +26,10 @@ pub struct Claims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     pub jti: String,
+    /// RFC 9449 §6.1 `cnf.jkt`: the thumbprint of the key a DPoP-bound token
+    /// is bound to (`None` for a bearer token).
+    #[serde(skip)]
+    pub dpop_jkt: Option<String>,
     /// Claims this SDK does not interpret.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -51,6 +55,11 @@ impl fmt::Debug for Claims {
 impl Claims {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.iter().any(|s| s == scope)
+    }
+
+    /// `DPoP` for a DPoP-bound token, `Bearer` otherwise.
+    pub fn token_type(&self) -> &'static str {
+        if self.dpop_jkt.is_some() { "DPoP" } else { "Bearer" }
     }
 
     /// The `scope` claim as sent (space-delimited).
@@ -134,9 +143,7 @@ pub(crate) fn check(payload: &[u8], want: &Expectations<'_>, now: i64) -> Result
     let sub = raw.sub.ok_or(VerifyError::MissingClaim("sub"))?;
     let client_id = raw.client_id.ok_or(VerifyError::MissingClaim("client_id"))?;
     let jti = raw.jti.ok_or(VerifyError::MissingClaim("jti"))?;
-    if raw.cnf.is_some_and(|c| c.jkt.is_some()) {
-        return Err(VerifyError::DpopBound);
-    }
+    let dpop_jkt = raw.cnf.and_then(|c| c.jkt);
     let scope = raw.scope.as_deref().map(authplane_core::scope::split).unwrap_or_default();
     Ok(Claims {
         iss,
@@ -148,6 +155,7 @@ pub(crate) fn check(payload: &[u8], want: &Expectations<'_>, now: i64) -> Result
         exp,
         nbf: raw.nbf.map(|n| n.0),
         jti,
+        dpop_jkt,
         extra: raw.extra,
         challenge: None,
     })
@@ -311,9 +319,11 @@ mod tests {
     }
 
     #[test]
-    fn dpop_bound_tokens_are_refused_as_bearer() {
-        let e = check_with(|v| v["cnf"] = serde_json::json!({"jkt": "abc"}), NOW).unwrap_err();
-        assert_eq!(e, VerifyError::DpopBound);
+    fn the_dpop_binding_is_read_from_cnf() {
+        let c = check_with(|v| v["cnf"] = serde_json::json!({"jkt": "abc"}), NOW).unwrap();
+        assert_eq!((c.dpop_jkt.as_deref(), c.token_type()), (Some("abc"), "DPoP"));
+        let c = check_with(|_| {}, NOW).unwrap();
+        assert_eq!((c.dpop_jkt.as_deref(), c.token_type()), (None, "Bearer"));
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) resource_documentation: Option<String>,
     pub(crate) as_metadata_url: Option<Url>,
     pub(crate) jwks_uri: Option<Url>,
+    /// RFC 9449: only DPoP-bound tokens, with a proof, are accepted.
+    pub(crate) dpop_required: bool,
     // Derived.
     pub(crate) metadata_path: String,
     pub(crate) metadata_url: String,
@@ -93,6 +95,7 @@ impl ProtectedResource {
             resource_documentation: None,
             as_metadata_url: None,
             jwks_uri: None,
+            dpop_required: false,
             metadata_path: String::new(),
             metadata_url: String::new(),
             resource: canonical,
@@ -164,6 +167,35 @@ impl ProtectedResource {
         Ok(Self::from_inner(inner))
     }
 
+    /// Accept only DPoP-bound access tokens presented with a proof
+    /// (`Authorization: DPoP …` and a `DPoP` header, RFC 9449 §7): a bearer
+    /// token is refused (`ErrDpopRequired`), PRM says
+    /// `dpop_bound_access_tokens_required`, and 401 challenges name only the
+    /// `DPoP` scheme. Register the resource with `dpop_required: true` at the
+    /// AS too, so clients get bound tokens. Without it both schemes work.
+    pub fn with_dpop_required(self, required: bool) -> Self {
+        let mut inner = self.into_inner();
+        inner.dpop_required = required;
+        Self::from_inner(inner)
+    }
+
+    pub fn dpop_required(&self) -> bool {
+        self.inner.dpop_required
+    }
+
+    /// The `htu` a DPoP proof for a request to `path` must name: this
+    /// resource's origin (scheme, host, port as configured: the URL clients
+    /// call, whatever proxy sits in front) and the request's path.
+    pub fn htu_for(&self, path: &str) -> String {
+        let r = self.inner.resource.as_str();
+        let after_scheme = r.find("://").map_or(0, |i| i + 3);
+        let origin = match r[after_scheme..].find('/') {
+            Some(i) => &r[..after_scheme + i],
+            None => r,
+        };
+        format!("{origin}{path}")
+    }
+
     /// The canonical resource URI, what the token's `aud` must contain.
     pub fn resource(&self) -> &str {
         self.inner.resource.as_str()
@@ -213,6 +245,11 @@ impl ProtectedResource {
             bearer_methods_supported: vec!["header".into()],
             resource_name: self.inner.resource_name.clone(),
             resource_documentation: self.inner.resource_documentation.clone(),
+            dpop_signing_alg_values_supported: authplane_core::dpop::SUPPORTED_ALGS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
+            dpop_bound_access_tokens_required: self.inner.dpop_required,
         }
     }
 

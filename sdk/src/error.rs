@@ -40,8 +40,14 @@ pub enum VerifyError {
     #[error("claim {0:?} is missing or has the wrong type")]
     MissingClaim(&'static str),
     /// RFC 9449 §7.1: a DPoP-bound token presented as a bearer token.
-    #[error("token is DPoP-bound (cnf.jkt) but DPoP proofs are not supported by this resource")]
+    #[error("token is DPoP-bound (cnf.jkt) but was sent as a Bearer token")]
     DpopBound,
+    /// The resource requires DPoP and a bearer token was sent.
+    #[error("this resource requires DPoP-bound tokens; a Bearer token was sent")]
+    DpopRequired,
+    /// A DPoP proof (or its binding to the token) failed one rule.
+    #[error("DPoP: {}", .0.detail)]
+    Dpop(authplane_core::dpop::DpopError),
     /// No key set could be fetched to answer for this token: none was ever
     /// fetched, or the refetch for an unknown `kid` failed.
     #[error("no JWKS available: {0}")]
@@ -74,6 +80,8 @@ impl VerifyError {
             VerifyError::IssuedInFuture { .. } => "ErrTokenIssuedInFuture",
             VerifyError::MissingClaim(_) => "ErrMissingClaim",
             VerifyError::DpopBound => "ErrDpopBoundToken",
+            VerifyError::DpopRequired => "ErrDpopRequired",
+            VerifyError::Dpop(e) => e.reason.err_name(),
             VerifyError::KeysUnavailable(_) => "ErrJwksUnavailable",
             VerifyError::KeysRefreshTimeout { .. } => "ErrJwksRefreshTimeout",
             VerifyError::KeysStale { .. } => "ErrJwksStale",
@@ -86,6 +94,8 @@ impl VerifyError {
             VerifyError::KeysUnavailable(_)
             | VerifyError::KeysRefreshTimeout { .. }
             | VerifyError::KeysStale { .. } => "temporarily_unavailable",
+            // RFC 9449 §7.1: a proof problem is `invalid_dpop_proof`.
+            VerifyError::Dpop(_) => "invalid_dpop_proof",
             _ => "invalid_token",
         }
     }
@@ -109,11 +119,43 @@ impl VerifyError {
             VerifyError::NotYetValid { .. } => "The access token is not valid yet",
             VerifyError::IssuedInFuture { .. } => "The access token was issued in the future",
             VerifyError::MissingClaim(_) => "The access token lacks a required claim",
-            VerifyError::DpopBound => "DPoP-bound access tokens are not accepted by this resource",
+            VerifyError::DpopBound => {
+                "The access token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof"
+            }
+            VerifyError::DpopRequired => "This resource requires a DPoP-bound access token and a DPoP proof",
+            VerifyError::Dpop(e) => {
+                use authplane_core::dpop::Reason;
+                match e.reason {
+                    Reason::Replay => "The DPoP proof was already used",
+                    Reason::HtuMismatch => "The DPoP proof htu is not the URL of this request",
+                    Reason::HtmMismatch => "The DPoP proof htm is not the method of this request",
+                    Reason::Iat => "The DPoP proof iat is outside the accepted window",
+                    Reason::Signature => "The DPoP proof signature is invalid",
+                    Reason::Alg => "The DPoP proof alg is not accepted",
+                    Reason::Nonce => "The DPoP proof nonce is missing or stale",
+                    Reason::Ath => "The DPoP proof ath is not the hash of the access token",
+                    Reason::KeyMismatch => "The DPoP proof key is not the key the access token is bound to",
+                    Reason::Malformed => "The DPoP proof is missing or malformed",
+                }
+            }
             VerifyError::KeysUnavailable(_) => "The authorization server keys could not be fetched",
             VerifyError::KeysRefreshTimeout { .. } => "The authorization server keys could not be fetched in time",
             VerifyError::KeysStale { .. } => "The cached authorization server keys are too old to be trusted",
         }
+    }
+
+    /// The `reason` label of a DPoP refusal (the AS's metric labels).
+    pub fn dpop_reason(&self) -> Option<&'static str> {
+        match self {
+            VerifyError::Dpop(e) => Some(e.reason.label()),
+            VerifyError::DpopBound | VerifyError::DpopRequired => Some("malformed"),
+            _ => None,
+        }
+    }
+
+    /// True when the refusal is about DPoP, so the challenge names that scheme's error.
+    pub(crate) fn is_dpop(&self) -> bool {
+        matches!(self, VerifyError::Dpop(_) | VerifyError::DpopRequired)
     }
 
     /// True when the fault is ours (or the AS's), not the token's.

@@ -48,4 +48,6 @@ pub use cors::Cors;
 pub use error::{FetchError, VerifyError};
 pub use prm::ProtectedResourceMetadata;
 pub use session::{Principal, SessionLimits, SessionStats, Sessions};
+#[doc(hidden)]
+pub use verifier::verify_with_jwks;
 pub use verifier::{CachePolicy, Verifier, VerifierBuilder, VerifierStats};

@@ -3,11 +3,47 @@
 
 use std::sync::Arc;
 
-use crate::Claims;
-use crate::challenge::{self, Challenge, Rejection};
+use crate::bearer::{Credentials, credentials};
+use crate::challenge::{self, Challenge, Rejection, Scheme};
 use crate::clock::{Clock, SystemClock};
 use crate::logs::{MAX_LOGGED_CLAIM_BYTES, Sample, clip};
 use crate::mcp::ToolScopes;
+use crate::{Claims, Verifier};
+
+/// The request's credentials, checked: `Authorization: Bearer` (refused for a
+/// DPoP-bound token or a DPoP-only resource) or `Authorization: DPoP` with
+/// its `DPoP` proof, whose `htu` must be the resource's origin plus `path`.
+pub(crate) async fn authenticate<'a>(
+    verifier: &Verifier,
+    authorization: impl Iterator<Item = &'a [u8]>,
+    dpop: impl Iterator<Item = &'a [u8]>,
+    method: &str,
+    path: &str,
+) -> Result<Claims, Rejection> {
+    let ch = verifier.challenge();
+    match credentials(authorization) {
+        Credentials::Bearer(t) => {
+            verifier.verify(t).await.map_err(|e| challenge::invalid_token(ch, &e, Scheme::Bearer))
+        }
+        Credentials::Dpop(t) => {
+            // A header value that is not text cannot be a proof; "" fails as malformed.
+            let proofs: Vec<&str> = dpop.map(|v| std::str::from_utf8(v).unwrap_or("")).collect();
+            let url = verifier.resource().htu_for(path);
+            verifier
+                .verify_dpop(t, &proofs, method, &url)
+                .await
+                .map_err(|e| challenge::invalid_token(ch, &e, Scheme::Dpop))
+        }
+        Credentials::None => {
+            tracing::debug!(resource = verifier.resource().resource(), "no access token");
+            Err(challenge::missing_token(ch))
+        }
+        Credentials::Invalid(why) => {
+            log_invalid_request(ch, why);
+            Err(challenge::invalid_request(ch, why))
+        }
+    }
+}
 
 /// 403 unless `claims` has the scopes the tool calls in `body` need.
 pub(crate) fn check_tool_scopes(

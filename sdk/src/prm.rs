@@ -21,6 +21,12 @@ pub struct ProtectedResourceMetadata {
     pub resource_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_documentation: Option<String>,
+    /// RFC 9728 §2: the DPoP proof algorithms this resource accepts.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// RFC 9728 §2: only DPoP-bound tokens are accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 /// A framework-neutral HTTP answer; the axum and actix adapters turn it into
@@ -88,8 +94,12 @@ mod tests {
                 "scopes_supported": ["tools/read", "tools/write"],
                 "bearer_methods_supported": ["header"],
                 "resource_name": "Example MCP server",
+                "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"],
             })
         );
+        let required = r.clone().with_dpop_required(true);
+        let v: serde_json::Value = serde_json::from_slice(&respond(&required, &http::Method::GET).body).unwrap();
+        assert_eq!(v["dpop_bound_access_tokens_required"], true);
         assert!(res.headers.iter().any(|(k, v)| k == "access-control-allow-origin" && v == "*"));
         assert_eq!(respond(&r, &http::Method::OPTIONS).status, 204);
         assert_eq!(respond(&r, &http::Method::POST).status, 405);

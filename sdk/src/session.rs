@@ -489,6 +489,7 @@ mod tests {
             exp: 0,
             nbf: None,
             jti: "j".into(),
+            dpop_jkt: None,
             extra: serde_json::Map::new(),
             challenge: None,
         }

@@ -86,6 +86,8 @@ pub struct VerifierBuilder {
     clock: Arc<dyn Clock>,
     http: Option<reqwest::Client>,
     policy: CachePolicy,
+    dpop_max_age: i64,
+    dpop_jti_cache: usize,
 }
 
 impl std::fmt::Debug for VerifierBuilder {
@@ -113,6 +115,24 @@ impl VerifierBuilder {
         self
     }
 
+    /// How old a DPoP proof's `iat` may be, in seconds (default 60; an `iat`
+    /// up to `leeway` ahead is accepted too). The same default as the AS's
+    /// `oauth.dpop_proof_max_age`.
+    pub fn dpop_proof_max_age(mut self, secs: u64) -> Self {
+        self.dpop_max_age = i64::try_from(secs).unwrap_or(i64::MAX).max(1);
+        self
+    }
+
+    /// Optional: remember the proofs of the last `entries` requests in this
+    /// process and refuse one seen again (`ErrDpopReplay`). Off by default:
+    /// the `iat` window bounds replay (as the MCP DPoP draft relies on), and a
+    /// per-process cache does not see other replicas. When full, the oldest
+    /// proofs are forgotten first.
+    pub fn dpop_jti_cache(mut self, entries: usize) -> Self {
+        self.dpop_jti_cache = entries;
+        self
+    }
+
     pub fn build(self) -> Verifier {
         let retry_after = u32::try_from(self.policy.retry_after_failure.max(1)).unwrap_or(30);
         let challenge = Arc::new(Challenge::new(&self.resource).with_retry_after(retry_after));
@@ -136,6 +156,8 @@ impl VerifierBuilder {
                 jwks_fetches: AtomicU64::new(0),
                 jwks_fetch_failures: AtomicU64::new(0),
                 discoveries: AtomicU64::new(0),
+                dpop_max_age: self.dpop_max_age,
+                jti_cache: (self.dpop_jti_cache > 0).then(|| Mutex::new(JtiCache::new(self.dpop_jti_cache))),
                 resource: self.resource,
             }),
         }
@@ -180,6 +202,40 @@ struct Inner {
     jwks_fetches: AtomicU64,
     jwks_fetch_failures: AtomicU64,
     discoveries: AtomicU64,
+    dpop_max_age: i64,
+    jti_cache: Option<Mutex<JtiCache>>,
+}
+
+/// The optional per-process memory of DPoP proofs: (key thumbprint, jti)
+/// until the proof leaves the `iat` window, oldest forgotten first when full.
+struct JtiCache {
+    max: usize,
+    seen: std::collections::HashSet<(String, String)>,
+    order: std::collections::VecDeque<(i64, (String, String))>,
+}
+
+impl JtiCache {
+    fn new(max: usize) -> Self {
+        JtiCache { max, seen: Default::default(), order: Default::default() }
+    }
+
+    /// False when the proof was seen before.
+    fn insert(&mut self, jkt: &str, jti: &str, expires_at: i64, now: i64) -> bool {
+        while let Some((exp, _)) = self.order.front() {
+            if *exp >= now && self.order.len() < self.max {
+                break;
+            }
+            if let Some((_, k)) = self.order.pop_front() {
+                self.seen.remove(&k);
+            }
+        }
+        let key = (jkt.to_owned(), jti.to_owned());
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back((expires_at, key));
+        true
+    }
 }
 
 struct RefreshState {
@@ -224,7 +280,14 @@ impl Verifier {
     }
 
     pub fn builder(resource: ProtectedResource) -> VerifierBuilder {
-        VerifierBuilder { resource, clock: Arc::new(SystemClock), http: None, policy: CachePolicy::default() }
+        VerifierBuilder {
+            resource,
+            clock: Arc::new(SystemClock),
+            http: None,
+            policy: CachePolicy::default(),
+            dpop_max_age: 60,
+            dpop_jti_cache: 0,
+        }
     }
 
     pub fn resource(&self) -> &ProtectedResource {
@@ -259,10 +322,91 @@ impl Verifier {
     /// once if the kid is new), then `iss`, `aud`, `exp`/`nbf`/`iat`.
     ///
     /// Logs `msg="verified"` at INFO or one WARN with the error name.
+    ///
+    /// This is the `Bearer` presentation: a DPoP-bound token is refused
+    /// (RFC 9449 §7.1, `ErrDpopBoundToken`), and so is any token when the
+    /// resource has [`ProtectedResource::with_dpop_required`]. Use
+    /// [`Verifier::verify_dpop`] for `Authorization: DPoP`.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
-        let res = self.verify_inner(token).await;
+        let res = self.verify_inner(token).await.and_then(|c| self.as_bearer(c));
         self.log(&res);
         res
+    }
+
+    /// Verifies a token presented as `Authorization: DPoP <token>` with the
+    /// request's `DPoP` header values (exactly one is accepted), its method
+    /// and the URL the client called (see [`ProtectedResource::htu_for`]):
+    /// the token as in [`Verifier::verify`], then the proof (RFC 9449 §4.3
+    /// and §7: `htm`, `htu`, `iat`, signature, `ath` = the token's hash), then
+    /// that the proof's key is the token's `cnf.jkt`.
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        proofs: &[&str],
+        method: &str,
+        url: &str,
+    ) -> Result<Claims, VerifyError> {
+        let res = match self.verify_inner(token).await {
+            Ok(c) => self.check_dpop(c, token, proofs, method, url),
+            Err(e) => Err(e),
+        };
+        self.log(&res);
+        res
+    }
+
+    fn as_bearer(&self, c: Claims) -> Result<Claims, VerifyError> {
+        if c.dpop_jkt.is_some() {
+            return Err(VerifyError::DpopBound);
+        }
+        if self.inner.resource.dpop_required() {
+            return Err(VerifyError::DpopRequired);
+        }
+        Ok(c)
+    }
+
+    fn check_dpop(
+        &self,
+        c: Claims,
+        token: &str,
+        proofs: &[&str],
+        method: &str,
+        url: &str,
+    ) -> Result<Claims, VerifyError> {
+        use authplane_core::dpop::{self, DpopError, Expect, Reason};
+        let fail = |reason, detail: &str| VerifyError::Dpop(DpopError::new(reason, detail));
+        let Some(bound) = c.dpop_jkt.as_deref() else {
+            return Err(fail(Reason::KeyMismatch, "the access token is not DPoP-bound (no cnf.jkt)"));
+        };
+        let proof = match proofs {
+            [one] => *one,
+            [] => return Err(fail(Reason::Malformed, "no DPoP header")),
+            _ => return Err(fail(Reason::Malformed, "more than one DPoP header")),
+        };
+        let now = self.inner.clock.now();
+        let want = Expect {
+            method,
+            url,
+            now,
+            max_age: self.inner.dpop_max_age,
+            leeway: self.inner.policy.leeway,
+            access_token: Some(token),
+            nonces: None,
+        };
+        let p = dpop::verify(proof, &want).map_err(VerifyError::Dpop)?;
+        if p.jkt != bound {
+            return Err(fail(Reason::KeyMismatch, "the DPoP proof's key is not the access token's cnf.jkt"));
+        }
+        if let Some(cache) = &self.inner.jti_cache {
+            // Kept until the proof could no longer pass the iat window.
+            let expires_at = p.iat.max(now) + self.inner.dpop_max_age;
+            let mut guard = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let fresh = guard.insert(&p.jkt, &p.jti, expires_at, now);
+            drop(guard);
+            if !fresh {
+                return Err(fail(Reason::Replay, "the DPoP proof was already used (jti seen before)"));
+            }
+        }
+        Ok(c)
     }
 
     /// Like [`Verifier::verify`] but never waits for the network: an unknown
@@ -275,7 +419,8 @@ impl Verifier {
             self.maybe_refresh_in_background(now);
             let keys = self.current_keys();
             self.check(&jws, &keys, now)
-        })();
+        })()
+        .and_then(|c| self.as_bearer(c));
         self.log(&res);
         res
     }
@@ -309,21 +454,10 @@ impl Verifier {
             let age = now.saturating_sub(i.last_success_at.load(Ordering::Acquire));
             return Err(VerifyError::KeysStale { age, max_age: i.policy.max_key_age });
         }
-        let key = match keys.keys.get(&jws.kid) {
-            Some(k) => k,
-            None if !self.inner.ever_fetched.load(Ordering::Acquire) => {
-                return Err(VerifyError::KeysUnavailable("no key set fetched yet".into()));
-            }
-            None => return Err(VerifyError::UnknownKid(jws.kid.clone())),
-        };
-        key.verify_sig(jws.signing_input, &jws.signature).map_err(|_| VerifyError::BadSignature)?;
-        let payload = jws::decode_payload(jws.payload_b64)?;
-        let want = Expectations {
-            issuer: self.inner.resource.issuer(),
-            resource: &self.inner.resource.inner.resource,
-            leeway: self.inner.policy.leeway,
-        };
-        let mut claims = claims::check(&payload, &want, now)?;
+        if !keys.keys.contains_key(&jws.kid) && !self.inner.ever_fetched.load(Ordering::Acquire) {
+            return Err(VerifyError::KeysUnavailable("no key set fetched yet".into()));
+        }
+        let mut claims = check_signed(jws, keys, &self.inner.resource, self.inner.policy.leeway, now)?;
         claims.challenge = Some(self.inner.challenge.clone());
         Ok(claims)
     }
@@ -333,6 +467,14 @@ impl Verifier {
         match res {
             // The debugging checklist's step 6 line. Never the token itself;
             // claim values clipped, so a crafted token cannot make it long.
+            Ok(c) if c.dpop_jkt.is_some() => tracing::info!(
+                sub = %clip(&c.sub, MAX),
+                scope = %clip(&c.scope_string(), MAX),
+                aud = %logs::audiences(&c.aud),
+                client_id = %clip(&c.client_id, MAX),
+                token_type = "DPoP",
+                "verified"
+            ),
             Ok(c) => tracing::info!(
                 sub = %clip(&c.sub, MAX),
                 scope = %clip(&c.scope_string(), MAX),
@@ -559,4 +701,37 @@ impl Verifier {
         i.jwks_fetches.fetch_add(1, Ordering::Relaxed);
         jwks::fetch_jwks(&i.http, &uri).await
     }
+}
+
+/// The signature with the key the `kid` names, then the claims: what a
+/// verification decides once the key set is in hand.
+fn check_signed(
+    jws: &jws::Jws<'_>,
+    keys: &KeySet,
+    resource: &ProtectedResource,
+    leeway: i64,
+    now: i64,
+) -> Result<Claims, VerifyError> {
+    let key = keys.keys.get(&jws.kid).ok_or_else(|| VerifyError::UnknownKid(jws.kid.clone()))?;
+    key.verify_sig(jws.signing_input, &jws.signature).map_err(|_| VerifyError::BadSignature)?;
+    let payload = jws::decode_payload(jws.payload_b64)?;
+    let want = Expectations { issuer: resource.issuer(), resource: &resource.inner.resource, leeway };
+    claims::check(&payload, &want, now)
+}
+
+/// Verifies `token` against a JWKS document already in hand, with the rules
+/// of [`Verifier::verify`] (header, ES256 signature, `iss`, `aud`, times) but
+/// no cache, no clock and no network. For the fuzz targets (`fuzz/`), which
+/// must reach the parsers without an authorization server; not a stable API.
+#[doc(hidden)]
+pub fn verify_with_jwks(
+    resource: &ProtectedResource,
+    jwks: &[u8],
+    token: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<Claims, VerifyError> {
+    let jws = jws::parse(token)?;
+    let (keys, _skipped) = jwks::parse_jwks(jwks, "jwks").map_err(|e| VerifyError::KeysUnavailable(e.to_string()))?;
+    check_signed(&jws, &keys, resource, leeway, now)
 }

@@ -288,6 +288,7 @@ mod axum_layer {
                     "scopes_supported": ["tools/read", "tools/write"],
                     "bearer_methods_supported": ["header"],
                     "resource_name": "Example MCP server",
+                    "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"],
                 })
             );
             let preflight = Request::options(path)

@@ -42,6 +42,10 @@ pub struct AppState {
     pub throttle: crate::limits::Throttle,
     pub registration_rate: crate::limits::PerAddressRate,
     pub cimd_rate: crate::limits::PerAddressRate,
+    /// Group-committed inserts into the DPoP replay store.
+    pub dpop_replay: crate::store::dpop::ReplayStore,
+    /// The DPoP nonce HMAC key when `oauth.dpop_nonce_secret` is unset.
+    pub dpop_nonce_key: [u8; 32],
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -114,6 +118,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     registry.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
 
     let audit = crate::store::audit::Sink::spawn(db.clone());
+    let dpop_replay = crate::store::dpop::ReplayStore::spawn(db.clone());
     let state = Arc::new(AppState {
         config: ArcSwap::from_pointee(cfg.clone()),
         config_path,
@@ -132,6 +137,8 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
         throttle: Default::default(),
         registration_rate: Default::default(),
         cimd_rate: Default::default(),
+        dpop_replay,
+        dpop_nonce_key: crate::random::bytes::<32>(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;

@@ -74,11 +74,14 @@ pub const DENIAL_REASONS: &[&str] = &[
     "client_auth_throttled",
     "rate_limited",
     "overloaded",
+    "invalid_dpop_proof",
 ];
 
-/// Stable `reason` values of `authplane_dpop_proofs_rejected_total`.
-pub const DPOP_REJECTION_REASONS: &[&str] =
-    &["invalid_proof", "replay", "htu_mismatch", "htm_mismatch", "iat_window", "unsupported_alg"];
+/// Stable `reason` values of `authplane_dpop_proofs_rejected_total`: the
+/// labels of the shared proof rules (`authplane_core::dpop::Reason`).
+pub fn dpop_rejection_reasons() -> impl Iterator<Item = &'static str> {
+    authplane_core::dpop::Reason::ALL.into_iter().map(|r| r.label())
+}
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -194,7 +197,7 @@ impl Metrics {
         for reason in DENIAL_REASONS {
             let _ = auth_denied.get_or_create(&ReasonLabels { reason });
         }
-        for reason in DPOP_REJECTION_REASONS {
+        for reason in dpop_rejection_reasons() {
             let _ = dpop_rejected.get_or_create(&ReasonLabels { reason });
         }
         for outcome in ["success", "failed"] {

@@ -4,12 +4,15 @@
 // no persistence at all (oidc-provider's default adapter) — as in the
 // baseline quoted in issue 3.
 //
-//   node server.mjs PORT CLIENT_ID CLIENT_SECRET RESOURCE
-// prints "listening http://127.0.0.1:PORT" when ready.
+//   node server.mjs PORT CLIENT_ID CLIENT_SECRET RESOURCE [dpop]
+// prints "listening http://127.0.0.1:PORT" when ready. With `dpop`, the
+// dPoP feature is on (RFC 9449: proofs checked, jti replay cache in memory,
+// no nonces), for the DPoP side of the comparison.
+
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
 
-const [port, clientId, clientSecret, resource] = process.argv.slice(2);
+const [port, clientId, clientSecret, resource, mode] = process.argv.slice(2);
 if (!resource) {
   console.error('usage: node server.mjs PORT CLIENT_ID CLIENT_SECRET RESOURCE');
   process.exit(2);
@@ -32,6 +35,7 @@ const provider = new Provider(issuer, {
   scopes: ['tools/read', 'tools/write'],
   features: {
     devInteractions: { enabled: false },
+    dPoP: { enabled: mode === 'dpop' },
     clientCredentials: { enabled: true },
     introspection: { enabled: false },
     revocation: { enabled: false },

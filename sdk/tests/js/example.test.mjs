@@ -83,6 +83,7 @@ describe('protected resource metadata (checklist step 2)', () => {
         scopes_supported: ['tools/read', 'tools/write'],
         bearer_methods_supported: ['header'],
         resource_name: 'Example MCP server',
+        dpop_signing_alg_values_supported: ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'RS256', 'PS256'],
       });
     }
   });
@@ -100,9 +101,12 @@ describe('challenges', () => {
   test('no token: 401 with resource_metadata and the default scope, readable by the SDK', async () => {
     const res = await post(initialize);
     assert.equal(res.status, 401);
+    // Two challenges (RFC 9449 §7.1: DPoP beside Bearer); fetch joins them
+    // with ", " and the MCP SDK still reads the Bearer parameters first.
     assert.equal(
       res.headers.get('www-authenticate'),
-      `Bearer resource_metadata="${prmUrl}", scope="tools/read"`,
+      `Bearer resource_metadata="${prmUrl}", scope="tools/read", ` +
+        `DPoP algs="ES256 ES384 EdDSA Ed25519 RS256 PS256", resource_metadata="${prmUrl}", scope="tools/read"`,
     );
     assert.match(res.headers.get('access-control-expose-headers'), /WWW-Authenticate/i);
     const params = extractWWWAuthenticateParams(res);

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_initial;
 mod m20261126_000002_oauth;
 mod m20261201_000003_refresh_successor;
+mod m20261201_000004_dpop;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_initial::Migration),
             Box::new(m20261126_000002_oauth::Migration),
             Box::new(m20261201_000003_refresh_successor::Migration),
+            Box::new(m20261201_000004_dpop::Migration),
         ]
     }
 }

@@ -213,6 +213,8 @@ struct CreateClient {
     allowed_resources: Vec<String>,
     #[serde(default)]
     allowed_scopes: Vec<String>,
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 #[derive(Serialize)]
@@ -277,6 +279,7 @@ async fn create_client(
         grant_types: b.grant_types.unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
         allowed_resources,
         allowed_scopes: b.allowed_scopes,
+        dpop_bound_access_tokens: b.dpop_bound_access_tokens,
     };
     let known = state.registry.get();
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;

@@ -42,11 +42,17 @@ pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
             if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" },
         ));
     }
+    if let Some(n) = &e.dpop_nonce {
+        b.insert_header(("DPoP-Nonce", n.as_str()));
+    }
     b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
 }
 
 pub fn cors(mut res: HttpResponse) -> HttpResponse {
     res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    // Browser clients must read the nonce (RFC 9449 §8.2).
+    res.headers_mut()
+        .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("DPoP-Nonce, WWW-Authenticate"));
     res
 }
 
@@ -92,7 +98,7 @@ pub fn denied(state: &AppState, e: &Error, msg: &'static str, client_id: Option<
     let client_id = client_id.unwrap_or("-");
     let resource = resource.unwrap_or("-");
     // The checklist's step-8 line: level=ERROR msg="token issuance failed" error=… code=… client_id=… resource=…
-    tracing::error!(error = e.kind.name(), code = e.kind.code(), client_id, resource, detail = %e.description, "{msg}");
+    tracing::error!(error = e.name(), code = e.kind.code(), client_id, resource, detail = %e.description, "{msg}");
 }
 
 pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
@@ -101,8 +107,11 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let auth = authorization(&req);
     let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
     let mut outcome = Outcome::default();
+    let dpop: Vec<&str> = req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("")).collect();
     let result = match form_body(&req, &body) {
-        Ok(form) => token::exchange(&state, form, auth, client_addr(&state, &req), &ids, now, &mut outcome).await,
+        Ok(form) => {
+            token::exchange(&state, form, auth, &dpop, client_addr(&state, &req), &ids, now, &mut outcome).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -110,16 +119,26 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
             if let Some(g) = outcome.grant_type {
                 state.metrics.tokens_issued.get_or_create(&GrantLabels { grant_type: g.as_str() }).inc();
             }
-            tracing::info!(client_id = outcome.client_id.as_deref().unwrap_or("-"), grant_type = outcome.grant_type.map_or("-", |g| g.as_str()), resource = outcome.resource.as_deref().unwrap_or("-"), scope = %tokens.scope, "token issued");
-            cors(
-                HttpResponse::Ok()
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .insert_header((header::PRAGMA, "no-cache"))
-                    .json(tokens),
-            )
+            if outcome.dpop_jkt.is_some() {
+                state.metrics.dpop_validated.inc();
+            }
+            tracing::info!(client_id = outcome.client_id.as_deref().unwrap_or("-"), grant_type = outcome.grant_type.map_or("-", |g| g.as_str()), resource = outcome.resource.as_deref().unwrap_or("-"), scope = %tokens.scope, token_type = tokens.token_type, "token issued");
+            let mut ok = HttpResponse::Ok();
+            ok.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+            if let Some(n) = &outcome.dpop_nonce {
+                ok.insert_header(("DPoP-Nonce", n.as_str()));
+            }
+            cors(ok.json(tokens))
         }
         Err(e) => {
             denied(&state, &e, "token issuance failed", outcome.client_id.as_deref(), outcome.resource.as_deref());
+            if let Some(reason) = e.dpop {
+                state
+                    .metrics
+                    .dpop_rejected
+                    .get_or_create(&crate::metrics::ReasonLabels { reason: reason.label() })
+                    .inc();
+            }
             if e.kind.status() < 500 {
                 // A security-relevant failure: one audit row, with the request's trace id.
                 let _ = state
@@ -127,14 +146,15 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
                     .record(
                     clock::now_ms(),
                     AuditEvent {
-                        event_type: "token_failed",
+                        // A refused DPoP proof gets its own event type so it can be queried.
+                        event_type: if e.dpop.is_some() { "dpop_proof_rejected" } else { "token_failed" },
                         outcome: "failure",
                         user_id: outcome.user_id.clone(),
                         client_id: outcome.client_id.clone(),
                         resource: outcome.resource.clone(),
                         request_id: ids.request_id.clone(),
                         trace_id: ids.trace_id.clone(),
-                        detail: serde_json::json!({"error": e.kind.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str())}),
+                        detail: serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str()), "dpop_reason": e.dpop.map(|r| r.label()), "dpop_jkt": outcome.dpop_jkt}),
                     },
                 )
                 .await;

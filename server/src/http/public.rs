@@ -88,7 +88,9 @@ pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
         client_id_metadata_document_supported: Some(cfg.oauth.client_id_metadata_documents),
         resource_indicators_supported: Some(true),
         issuer,
-        dpop_signing_alg_values_supported: None,
+        dpop_signing_alg_values_supported: Some(
+            authplane_core::dpop::SUPPORTED_ALGS.iter().map(|a| (*a).to_owned()).collect(),
+        ),
     }
 }
 

@@ -132,7 +132,9 @@ pub async fn css() -> HttpResponse {
         .body(CSS)
 }
 
-fn parse_params(raw: &[u8]) -> Result<Params, Error> {
+/// The authorize query (GET) or form (POST) into its parameters; public for
+/// the fuzz target (`fuzz/`).
+pub fn parse_params(raw: &[u8]) -> Result<Params, Error> {
     let mut f = Form::parse(raw)?;
     Ok(Params {
         response_type: f.take("response_type"),
@@ -145,6 +147,7 @@ fn parse_params(raw: &[u8]) -> Result<Params, Error> {
         resource: std::mem::take(&mut f.resource),
         response_mode: f.take("response_mode"),
         prompt: f.take("prompt"),
+        dpop_jkt: f.take("dpop_jkt"),
     })
 }
 
@@ -678,6 +681,7 @@ async fn finish(
                 created_at: now,
                 expires_at: now + cfg.oauth.authorization_code_ttl.as_secs() as i64,
                 consumed_at: None,
+                dpop_jkt: v.dpop_jkt.clone(),
             },
         )
         .await?;

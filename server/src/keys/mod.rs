@@ -266,11 +266,28 @@ impl KeyManager {
     }
 }
 
+/// The key set from the store. A corrupt entry fails the load naming it,
+/// except in a mounted Secret, where it is skipped with an ERROR while at
+/// least one entry is good (see [`KeyStore::load`]).
 async fn load_set(store: &KeyStore) -> Result<KeySet, KeysError> {
-    let stored = store.load().await?;
+    let (stored, skipped) = store.load().await?;
+    let mut skipped: Vec<KeysError> = skipped.into_iter().map(KeysError::Store).collect();
+    let lenient = store.is_mounted_secret();
     let mut keys = Vec::with_capacity(stored.len());
     for s in stored {
-        keys.push(Arc::new(SigningKey::from_file(&s.file, &s.origin)?));
+        match SigningKey::from_file(&s.file, &s.origin) {
+            Ok(k) => keys.push(Arc::new(k)),
+            Err(e) if lenient => skipped.push(e.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !skipped.is_empty() {
+        if keys.is_empty() {
+            return Err(skipped.swap_remove(0));
+        }
+        for e in &skipped {
+            tracing::error!(error = "ErrSigningKeyUnreadable", detail = %e, "skipped a signing-key entry of the mounted Secret");
+        }
     }
     keys.sort_by(|a, b| (a.active_from, &a.kid).cmp(&(b.active_from, &b.kid)));
     Ok(KeySet { keys })

@@ -54,9 +54,20 @@ impl KeyStore {
         Ok(())
     }
 
-    pub async fn load(&self) -> Result<Vec<StoredKey>, KeyStoreError> {
+    /// Whether the directory is a mounted Secret (the kubelet's `..data`
+    /// symlink is there): its entries belong to whoever writes the Secret
+    /// (the operator), not to this process.
+    pub fn is_mounted_secret(&self) -> bool {
+        matches!(self, KeyStore::File { dir } if std::fs::symlink_metadata(dir.join("..data")).is_ok())
+    }
+
+    /// Every entry, or the first one that cannot be read. In a mounted
+    /// Secret an unreadable entry is skipped instead (returned in the second
+    /// list): the Secret's writer removes it, and a pod that started in
+    /// between must not crash-loop on it while valid keys are there.
+    pub async fn load(&self) -> Result<(Vec<StoredKey>, Vec<KeyStoreError>), KeyStoreError> {
         match self {
-            KeyStore::File { dir } => load_dir(dir),
+            KeyStore::File { dir } => load_dir(dir, self.is_mounted_secret()),
             KeyStore::Db { db } => {
                 let rows = signing_key::Entity::find().all(db).await?;
                 Ok(rows
@@ -71,7 +82,8 @@ impl KeyStore {
                             private_key_pem: Secret::new(r.private_key_pem),
                         },
                     })
-                    .collect())
+                    .collect::<Vec<_>>())
+                .map(|keys| (keys, Vec::new()))
             }
         }
     }
@@ -143,13 +155,14 @@ fn is_key_file(name: &str) -> bool {
     name.ends_with(".json") && !name.starts_with('.')
 }
 
-fn load_dir(dir: &Path) -> Result<Vec<StoredKey>, KeyStoreError> {
+fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<(Vec<StoredKey>, Vec<KeyStoreError>), KeyStoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(KeyStoreError::Io(dir.display().to_string(), e)),
     };
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| KeyStoreError::Io(dir.display().to_string(), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -158,12 +171,17 @@ fn load_dir(dir: &Path) -> Result<Vec<StoredKey>, KeyStoreError> {
         }
         let path = entry.path();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| KeyStoreError::Io(origin.clone(), e))?;
-        let file: SigningKeyFile =
-            serde_json::from_str(&text).map_err(|e| KeyStoreError::Parse(origin.clone(), e.to_string()))?;
-        out.push(StoredKey { file, origin });
+        let read = std::fs::read_to_string(&path).map_err(|e| KeyStoreError::Io(origin.clone(), e)).and_then(|text| {
+            serde_json::from_str::<SigningKeyFile>(&text)
+                .map_err(|e| KeyStoreError::Parse(origin.clone(), e.to_string()))
+        });
+        match read {
+            Ok(file) => out.push(StoredKey { file, origin }),
+            Err(e) if skip_unreadable => skipped.push(e),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// Write to a temp file in the same directory, then rename, so a reader never

@@ -23,6 +23,9 @@ pub struct Params {
     pub resource: Vec<String>,
     pub response_mode: Option<String>,
     pub prompt: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A request that passed every rule, ready for login and consent.
@@ -37,6 +40,9 @@ pub struct Validated {
     pub offline_access: bool,
     pub prompt_consent: bool,
     pub prompt_login: bool,
+    /// RFC 9449 §10: the code will need a proof by this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Where an error goes.
@@ -66,7 +72,7 @@ pub fn validate(
     cfg: &OAuthConfig,
 ) -> Result<(Validated, Grant), Failure> {
     // Oversized parameters are refused before anything is looked at.
-    let sizes = [&p.client_id, &p.redirect_uri, &p.scope, &p.state, &p.code_challenge, &p.prompt];
+    let sizes = [&p.client_id, &p.redirect_uri, &p.scope, &p.state, &p.code_challenge, &p.prompt, &p.dpop_jkt];
     if sizes.iter().any(|v| v.as_ref().is_some_and(|s| s.len() > MAX_PARAM))
         || p.resource.len() > 16
         || p.resource.iter().any(|r| r.len() > MAX_PARAM)
@@ -144,6 +150,16 @@ pub fn validate(
         )));
     }
 
+    // A JWK SHA-256 thumbprint is 43 base64url characters (RFC 7638, RFC 9449 §10).
+    if let Some(jkt) = &p.dpop_jkt
+        && (jkt.len() != 43 || !jkt.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(back(Error::new(
+            Kind::InvalidRequest,
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (43 characters)",
+        )));
+    }
+
     let resources = scopes::select_resources(&p.resource, client, registry).map_err(back)?;
     let grant = scopes::select_scopes(p.scope.as_deref(), &resources, client, registry, cfg).map_err(back)?;
 
@@ -163,6 +179,7 @@ pub fn validate(
             offline_access: grant.offline_access,
             prompt_consent: prompts.contains(&"consent"),
             prompt_login: prompts.contains(&"login"),
+            dpop_jkt: p.dpop_jkt.clone(),
         },
         grant,
     ))

@@ -27,6 +27,9 @@ pub struct Document {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
+    /// RFC 9449 §5.2.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     #[serde(default)]
     pub grant_types: Option<Vec<String>>,
 }
@@ -42,6 +45,7 @@ impl Document {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             allowed_resources: vec![],
             allowed_scopes: vec![],
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         }
     }
 }
@@ -245,13 +249,7 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
     if !res.status().is_success() {
         return Err(hidden(format!("fetch answered {}", res.status().as_u16())));
     }
-    let max_age = res
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<i64>().ok())))
-        .unwrap_or(DEFAULT_TTL)
-        .clamp(60, MAX_TTL);
+    let max_age = max_age(res.headers().get("cache-control").and_then(|v| v.to_str().ok()));
     let mut body = Vec::new();
     while let Some(chunk) = res.chunk().await.map_err(|e| format!("fetch failed: {e}"))? {
         body.extend_from_slice(&chunk);
@@ -261,26 +259,46 @@ async fn fetch(client_id: &str, allow_loopback: bool) -> Result<(Document, i64),
     }
     // From here on the problem is in the document the client published:
     // safe, and useful, to tell.
-    let doc: Document = serde_json::from_slice(&body)
-        .map_err(|e| shown(format!("not a client metadata document: {}", crate::store::one_line(&e.to_string()))))?;
+    let doc = parse_document(&body, client_id).map_err(shown)?;
+    Ok((doc, max_age))
+}
+
+/// `Cache-Control: max-age` of a document response, clamped to [60 s, 1 day];
+/// 5 minutes when absent or unreadable.
+pub fn max_age(cache_control: Option<&str>) -> i64 {
+    cache_control
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|n| n.parse::<i64>().ok())))
+        .unwrap_or(DEFAULT_TTL)
+        .clamp(60, MAX_TTL)
+}
+
+/// The rules a fetched document must pass, on its bytes: a JSON client
+/// metadata document naming `client_id` (its own URL), with registrable
+/// redirect URIs and no client authentication. The error is safe to show the
+/// client (it describes the document it published). Pure, so the fuzz
+/// target (`fuzz/`) reaches it without a network.
+pub fn parse_document(body: &[u8], client_id: &str) -> Result<Document, String> {
+    let doc: Document = serde_json::from_slice(body)
+        .map_err(|e| format!("not a client metadata document: {}", crate::store::one_line(&e.to_string())))?;
     if doc.client_id != client_id {
-        return Err(shown("client_id in the document differs from its URL"));
+        return Err("client_id in the document differs from its URL".into());
     }
     if doc.redirect_uris.is_empty() {
-        return Err(shown("redirect_uris in the document is empty"));
+        return Err("redirect_uris in the document is empty".into());
     }
     for u in &doc.redirect_uris {
-        RedirectUri::parse(u).map_err(|e| shown(format!("redirect_uris in the document: {e}")))?;
+        RedirectUri::parse(u).map_err(|e| format!("redirect_uris in the document: {e}"))?;
     }
     match doc.token_endpoint_auth_method.as_deref() {
         None | Some("none") => {}
         Some(_) => {
-            return Err(shown(
-                "token_endpoint_auth_method in the document is not supported for metadata-document clients (use none)",
-            ));
+            return Err(
+                "token_endpoint_auth_method in the document is not supported for metadata-document clients (use none)"
+                    .into(),
+            );
         }
     }
-    Ok((doc, max_age))
+    Ok(doc)
 }
 
 #[cfg(test)]

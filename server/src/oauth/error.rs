@@ -32,6 +32,10 @@ pub enum Kind {
     ClientThrottled,
     RateLimited,
     Overloaded,
+    /// RFC 9449 §5.2: a DPoP proof is missing or fails a rule.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof needs a (fresh) server nonce.
+    UseDpopNonce,
 }
 
 impl Kind {
@@ -64,6 +68,8 @@ impl Kind {
             Kind::ClientThrottled => "ErrClientThrottled",
             Kind::RateLimited => "ErrRateLimited",
             Kind::Overloaded => "ErrOverloaded",
+            Kind::InvalidDpopProof => "ErrDpopInvalidProof",
+            Kind::UseDpopNonce => "ErrDpopNonce",
         }
     }
 
@@ -92,6 +98,8 @@ impl Kind {
             | Kind::ClientThrottled
             | Kind::RateLimited
             | Kind::Overloaded => "temporarily_unavailable",
+            Kind::InvalidDpopProof => "invalid_dpop_proof",
+            Kind::UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -130,6 +138,7 @@ impl Kind {
             Kind::ClientThrottled => "client_auth_throttled",
             Kind::RateLimited => "rate_limited",
             Kind::Overloaded => "overloaded",
+            Kind::InvalidDpopProof | Kind::UseDpopNonce => "invalid_dpop_proof",
         }
     }
 }
@@ -141,11 +150,37 @@ pub struct Error {
     pub description: String,
     /// Seconds for a `Retry-After` header (429 and 503 answers).
     pub retry_after: Option<u64>,
+    /// The DPoP rule that failed, when one did: its `ErrDpop…` name replaces
+    /// the kind's in logs, and it is counted in
+    /// `authplane_dpop_proofs_rejected_total{reason}`.
+    pub dpop: Option<authplane_core::dpop::Reason>,
+    /// A fresh `DPoP-Nonce` header value to send with the answer.
+    pub dpop_nonce: Option<String>,
 }
 
 impl Error {
     pub fn new(kind: Kind, description: impl Into<String>) -> Self {
-        Error { kind, description: description.into(), retry_after: None }
+        Error { kind, description: description.into(), retry_after: None, dpop: None, dpop_nonce: None }
+    }
+
+    /// A refused DPoP proof: `use_dpop_nonce` for a nonce problem,
+    /// `invalid_dpop_proof` naming the rule otherwise.
+    pub fn dpop(e: authplane_core::dpop::DpopError) -> Self {
+        let kind =
+            if e.reason == authplane_core::dpop::Reason::Nonce { Kind::UseDpopNonce } else { Kind::InvalidDpopProof };
+        Error { dpop: Some(e.reason), ..Error::new(kind, e.detail) }
+    }
+
+    /// Marks an error of another kind (e.g. `invalid_grant` for a key that
+    /// does not match a binding) as a DPoP rejection.
+    pub fn with_dpop_reason(mut self, reason: authplane_core::dpop::Reason) -> Self {
+        self.dpop = Some(reason);
+        self
+    }
+
+    /// The stable name for logs: the DPoP rule's when one failed.
+    pub fn name(&self) -> &'static str {
+        self.dpop.map_or(self.kind.name(), |r| r.err_name())
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
@@ -183,7 +218,7 @@ mod tests {
 
     /// Every variant; the match below fails to compile when one is added
     /// without being listed here.
-    const ALL: [Kind; 26] = [
+    const ALL: [Kind; 28] = [
         Kind::InvalidRequest,
         Kind::InvalidClient,
         Kind::InvalidGrant,
@@ -210,6 +245,8 @@ mod tests {
         Kind::ClientThrottled,
         Kind::RateLimited,
         Kind::Overloaded,
+        Kind::InvalidDpopProof,
+        Kind::UseDpopNonce,
     ];
 
     #[test]
@@ -262,7 +299,9 @@ mod tests {
                 | Kind::LoginThrottled
                 | Kind::ClientThrottled
                 | Kind::RateLimited
-                | Kind::Overloaded => {}
+                | Kind::Overloaded
+                | Kind::InvalidDpopProof
+                | Kind::UseDpopNonce => {}
             }
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Kind};
 use crate::keys::KeyManager;
 
-/// RFC 9068 §2.2 claims (plus `cnf` once DPoP arrives).
+/// RFC 9068 §2.2 claims, and `cnf` (RFC 9449 §6.1) when DPoP-bound.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
@@ -19,6 +19,14 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 9449 §6.1: the JWK SHA-256 thumbprint of the key the token is bound to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 pub fn mint(keys: &KeyManager, claims: &AccessClaims, now: i64) -> Result<String, Error> {

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod cimd;
 pub mod client_auth;
 pub mod clients;
+pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod jwt;

@@ -26,6 +26,8 @@ pub struct Request {
     /// each must be registered). Needed for `client_credentials`, which a
     /// machine client registered with an initial access token may have.
     pub allowed_resources: Option<Vec<String>>,
+    /// RFC 9449 §5.2: the client always sends DPoP proofs.
+    pub dpop_bound_access_tokens: Option<bool>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -48,6 +50,8 @@ pub struct Response {
     pub scope: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_resources: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -194,6 +198,7 @@ pub fn validate(
         grant_types: grant_types.clone(),
         allowed_resources,
         allowed_scopes: vec![],
+        dpop_bound_access_tokens: req.dpop_bound_access_tokens.unwrap_or(false),
     };
     validate_client("client", &client, |_| true).map_err(|e| {
         if e.key.contains("redirect_uris") {
@@ -223,6 +228,7 @@ pub fn validate(
         application_type: application_type.to_owned(),
         scope: req.scope,
         allowed_resources: client.allowed_resources.iter().map(|r| r.to_string()).collect(),
+        dpop_bound_access_tokens: client.dpop_bound_access_tokens,
         other,
     };
     Ok((client, extras, response, secret.map(|(s, _)| s)))

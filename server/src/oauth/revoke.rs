@@ -101,6 +101,9 @@ pub struct Introspection {
     pub jti: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
+    /// RFC 9449 §6.2: the key a DPoP-bound access token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<jwt::Confirmation>,
 }
 
 /// RFC 7662 §2.2: `{"active": false}` for anything not currently valid.
@@ -131,7 +134,8 @@ pub async fn introspect(state: &AppState, token: &str, now: i64) -> Result<Intro
             exp: Some(c.exp),
             iat: Some(c.iat),
             jti: Some(c.jti),
-            token_type: Some("Bearer"),
+            token_type: Some(if c.cnf.is_some() { "DPoP" } else { "Bearer" }),
+            cnf: c.cnf,
         });
     }
     if let Some(row) = rows::get_refresh(&state.db, &sha256_hex(token.as_bytes())).await?

@@ -145,12 +145,14 @@ mod tests {
                 name: None,
                 scopes: vec!["tools/read".into(), "tools/write".into()],
                 default_scopes: Some(vec!["tools/read".into()]),
+                dpop_required: false,
             },
             ResourceConfig {
                 resource: ResourceUri::parse("https://files.example.com").unwrap(),
                 name: None,
                 scopes: vec!["files/read".into()],
                 default_scopes: None,
+                dpop_required: false,
             },
         ]
     }
@@ -165,6 +167,7 @@ mod tests {
             grant_types: vec![],
             allowed_resources: vec![],
             allowed_scopes: vec![],
+            dpop_bound_access_tokens: false,
         }
     }
 

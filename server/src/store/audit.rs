@@ -96,14 +96,8 @@ impl Sink {
             tokio::sync::mpsc::channel::<(i64, AuditEvent, tokio::sync::oneshot::Sender<Result<(), String>>)>(4096);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            // One waits for the first request, then takes what queued behind it.
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let rows: Vec<audit_event::ActiveModel> =
                     batch.iter().map(|(ms, ev, _)| active(*ms, ev.clone())).collect();
                 let result = audit_event::Entity::insert_many(rows)

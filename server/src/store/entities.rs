@@ -12,6 +12,7 @@ pub mod resource {
         pub scopes: String,
         pub default_scopes: Option<String>,
         pub source: String,
+        pub dpop_required: bool,
         pub created_at: i64,
         pub updated_at: i64,
     }
@@ -42,6 +43,7 @@ pub mod client {
         pub updated_at: i64,
         pub application_type: String,
         pub metadata: String,
+        pub dpop_bound_access_tokens: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -218,6 +220,8 @@ pub mod authorization_code {
         pub created_at: i64,
         pub expires_at: i64,
         pub consumed_at: Option<i64>,
+        /// RFC 9449 §10: the key the code is bound to (`dpop_jkt`).
+        pub dpop_jkt: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -241,6 +245,8 @@ pub mod token_family {
         pub created_at: i64,
         pub expires_at: i64,
         pub revoked_at: Option<i64>,
+        /// The key refresh tokens of this family are bound to (public clients).
+        pub dpop_jkt: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -282,6 +288,24 @@ pub mod access_token {
         pub client_id: String,
         pub expires_at: i64,
         pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod dpop_proof {
+    use sea_orm::entity::prelude::*;
+
+    /// One accepted DPoP proof, keyed by SHA-256(jkt, jti) (replay store).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dpop_proofs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub expires_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 //! functions that take the connection; no SQL in handlers.
 
 pub mod audit;
+pub mod dpop;
 pub mod entities;
 pub mod oauth;
 pub mod pg;
@@ -50,6 +51,33 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
+/// Whether the pooled SQLite connection may be handed out: true unless it is
+/// still inside a transaction, which no caller owns once the connection is
+/// back in the pool. That happens after a full disk: SQLite rolls the whole
+/// transaction back when COMMIT fails with SQLITE_FULL, sqlx's own ROLLBACK
+/// then fails and it keeps counting one open transaction, so the next
+/// transaction is a SAVEPOINT; if that one fails too, ROLLBACK TO leaves a
+/// real transaction open for good, and every later write (answered as a
+/// success) sits uncommitted in it until the process ends and loses them
+/// (found by the fault suite, e2e/faults; see docs/operations/reliability.md).
+/// A connection in that state is closed instead (nothing acknowledged is in
+/// it: the savepoint it fell back to was its start) and the pool opens a
+/// fresh one. `BEGIN` fails inside a transaction; otherwise it and its
+/// `ROLLBACK` cost microseconds and touch no file.
+async fn sqlite_usable(conn: &mut sea_orm::sqlx::sqlite::SqliteConnection) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Executor;
+    match conn.execute("BEGIN").await {
+        Ok(_) => {
+            conn.execute("ROLLBACK").await?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::error!(error = "ErrDatabase", detail = %one_line(&e.to_string()), "SQLite connection left inside a transaction after a failed write; replacing it");
+            Ok(false)
+        }
+    }
+}
+
 /// Connects (creating the SQLite file and its directory on first start) and
 /// returns the connection with what is safe to log about it.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
@@ -82,7 +110,8 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<(Db, DbInfo), String> {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
-        });
+        })
+        .map_sqlx_sqlite_before_acquire(|conn, _| Box::pin(sqlite_usable(conn)));
     if pg_opts.is_some() {
         let tls = pg::TlsOverrides::from_config(cfg)?;
         opts.map_sqlx_postgres_opts(move |o| tls.apply(o));
@@ -201,5 +230,103 @@ pub(crate) fn conflict_or(e: DbErr, what: impl Into<String>) -> StoreError {
         StoreError::Conflict(what.into())
     } else {
         StoreError::Db(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    async fn count(db: &Db, sql: &str) -> i64 {
+        let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+        row.unwrap().try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// A tmpfs of `size` mounted for the test and unmounted on drop (root
+    /// only: `None` elsewhere).
+    struct SmallFs(tempfile::TempDir);
+
+    impl SmallFs {
+        fn mount(size: &str) -> Option<SmallFs> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(SmallFs(dir))
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            // Lazy: a failed assertion unwinds with the database still open.
+            let _ = std::process::Command::new("umount").arg("-l").arg(self.0.path()).status();
+        }
+    }
+
+    /// The fault suite's full-disk case (e2e/faults): writes fail while the
+    /// filesystem is full, and once space returns every write answered as
+    /// committed is visible to another connection. Before the fix a failed
+    /// COMMIT left the pool's one connection inside a transaction for good,
+    /// and every later "committed" write was lost at shutdown.
+    #[tokio::test]
+    async fn writes_after_a_full_disk_are_committed() {
+        let Some(fs) = SmallFs::mount("2m") else {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        };
+        let url = format!("sqlite://{}/full.db?mode=rwc", fs.0.path().display());
+        let cfg = DatabaseConfig { url: authplane_core::Secret::new(url.clone()), ..Default::default() };
+        let (db, _) = connect(&cfg).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (v BLOB)").await.unwrap();
+        // Fill the filesystem.
+        let filler = fs.0.path().join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            while f.write_all(&[0u8; 65536]).is_ok() {}
+            let _ = f.write_all(&[0u8; 512]);
+        }
+        let mut failures = 0;
+        for i in 0..40 {
+            // Transactions of growing size (a failure at a statement or at
+            // COMMIT), and single statements, as the handlers and the audit writer do.
+            let Ok(txn) = db.begin().await else {
+                failures += 1;
+                continue;
+            };
+            let mut ok = true;
+            for _ in 0..=(i % 4) {
+                if txn.execute_unprepared("INSERT INTO t VALUES (randomblob(3000))").await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                failures += usize::from(txn.commit().await.is_err());
+            } else {
+                failures += 1;
+                drop(txn);
+            }
+            failures += usize::from(db.execute_unprepared("INSERT INTO t VALUES (randomblob(3000))").await.is_err());
+        }
+        assert!(failures > 0, "the filesystem never filled up");
+
+        std::fs::remove_file(&filler).unwrap();
+        let before = count(&db, "SELECT count(*) FROM t").await;
+        for _ in 0..3 {
+            let txn = db.begin().await.unwrap();
+            txn.execute_unprepared("INSERT INTO t VALUES (x'01')").await.unwrap();
+            txn.commit().await.unwrap();
+            db.execute_unprepared("INSERT INTO t VALUES (x'02')").await.unwrap();
+        }
+        let here = count(&db, "SELECT count(*) FROM t").await;
+        assert_eq!(here, before + 6);
+        let other = Database::connect(url.as_str()).await.unwrap();
+        assert_eq!(count(&other, "SELECT count(*) FROM t").await, here, "committed writes not visible elsewhere");
+        other.close().await.unwrap();
+        db.close().await.unwrap();
     }
 }

@@ -121,6 +121,7 @@ pub async fn insert_code<C: ConnectionTrait>(db: &C, row: CodeRow) -> Result<(),
         created_at: Set(row.created_at),
         expires_at: Set(row.expires_at),
         consumed_at: Set(None),
+        dpop_jkt: Set(row.dpop_jkt),
     })
     .exec_without_returning(db)
     .await?;
@@ -155,6 +156,7 @@ pub async fn insert_family<C: ConnectionTrait>(db: &C, row: FamilyRow) -> Result
         created_at: Set(row.created_at),
         expires_at: Set(row.expires_at),
         revoked_at: Set(None),
+        dpop_jkt: Set(row.dpop_jkt),
     })
     .exec_without_returning(db)
     .await?;
@@ -287,6 +289,7 @@ pub async fn purge_expired<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, 
         .await?
         .rows_affected;
     n += session::Entity::delete_many().filter(session::Column::ExpiresAt.lt(now)).exec(db).await?.rows_affected;
+    n += super::dpop::purge(db, now).await?;
     n += authorization_code::Entity::delete_many()
         .filter(authorization_code::Column::ExpiresAt.lt(now - day))
         .exec(db)

@@ -95,7 +95,7 @@ fn resource_from(m: resource::Model) -> Result<StoredResource, StoreError> {
         None => None,
     };
     Ok(StoredResource {
-        spec: ResourceConfig { resource: r, name: m.name, scopes, default_scopes },
+        spec: ResourceConfig { resource: r, name: m.name, scopes, default_scopes, dpop_required: m.dpop_required },
         source: Source::parse(&m.source),
         created_at: m.created_at,
     })
@@ -107,6 +107,7 @@ fn resource_model(r: &ResourceConfig, source: Source, now: i64) -> resource::Act
         name: Set(r.name.clone()),
         scopes: Set(to_json(&r.scopes)),
         default_scopes: Set(r.default_scopes.as_ref().map(to_json)),
+        dpop_required: Set(r.dpop_required),
         source: Set(source.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
@@ -136,6 +137,7 @@ fn client_from(m: client::Model) -> Result<StoredClient, StoreError> {
             grant_types,
             allowed_resources,
             allowed_scopes,
+            dpop_bound_access_tokens: m.dpop_bound_access_tokens,
         },
         source: Source::parse(&m.source),
         created_at: m.created_at,
@@ -167,6 +169,7 @@ fn client_model_with(c: &ClientConfig, source: Source, now: i64, extras: Option<
         updated_at: Set(now),
         application_type: Set(extras.map_or_else(|| "web".to_owned(), |e| e.application_type.clone())),
         metadata: Set(extras.map_or_else(|| "{}".to_owned(), |e| e.metadata.to_string())),
+        dpop_bound_access_tokens: Set(c.dpop_bound_access_tokens),
     }
 }
 

@@ -77,6 +77,23 @@ fn a_corrupt_key_file_stops_start_up_naming_the_file() {
 }
 
 #[test]
+fn a_mounted_secret_with_no_readable_key_stops_start_up_naming_the_file() {
+    // Skipping a corrupt entry of a mounted Secret needs a good one beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(keys.join("..v1")).unwrap();
+    std::fs::write(keys.join("..v1").join("bad.json"), "{\"kid\": \"x\"").unwrap();
+    std::os::unix::fs::symlink("..v1", keys.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/bad.json", keys.join("bad.json")).unwrap();
+    let cfg = format!(
+        "server:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ndatabase:\n  url: sqlite://{d}/a.db?mode=rwc\nsigning:\n  key_dir: {d}/keys\n",
+        d = dir.path().display()
+    );
+    let e = refused(&cfg, &[]);
+    assert!(e.contains("bad.json") && e.contains("signing keys"), "{e}");
+}
+
+#[test]
 fn config_check_validates_without_starting() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");

@@ -28,7 +28,11 @@ async fn metadata_issuer_scopes_and_jwks_match_the_checklist() {
         assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256"]));
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["client_id_metadata_document_supported"], true);
-        assert!(m.get("dpop_signing_alg_values_supported").is_none(), "DPoP is not implemented, so not advertised");
+        // RFC 9449 §5.1: asymmetric algorithms only.
+        assert_eq!(
+            m["dpop_signing_alg_values_supported"],
+            serde_json::json!(["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"])
+        );
     }
     let res = app.get("/.well-known/jwks.json").await;
     assert_eq!(res.headers()["access-control-allow-origin"], "*");

@@ -123,3 +123,48 @@ async fn a_mounted_secret_swapped_by_symlink_is_picked_up() {
     eventually(10, "second key published", || async { app.jwks_kids().await.len() == 2 }).await;
     assert_eq!(app.current_kid().await, first.kid, "a key scheduled in the future does not sign yet");
 }
+
+/// Lays out `dir` as the kubelet mounts a Secret volume with `files`
+/// (name, content): `..v1/<name>`, `..data -> ..v1`, `<name> -> ..data/<name>`.
+fn mount_secret(dir: &std::path::Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("..v1")).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.join("..v1").join(name), content).unwrap();
+        symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+    }
+    symlink("..v1", dir.join("..data")).unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_entry_in_a_mounted_secret_is_skipped_while_good_keys_remain() {
+    // Issue 18: a hand-edited keys Secret (the operator prunes the entry
+    // within a second) must not crash-loop a pod that starts in between.
+    let (_, good) = authplane_server::keys::SigningKey::generate(0, 0).unwrap();
+    let good_json = serde_json::to_string(&good).unwrap();
+    let mut mounted = std::path::PathBuf::new();
+    let app = spawn_with(|dir, db| {
+        mounted = dir.join("mounted");
+        mount_secret(
+            &mounted,
+            &[
+                (&good.file_name(), &good_json),
+                ("hand-edited.json", "{\"kid\": \"x\""),
+                ("wrong-pem.json", &good_json.replace(&good.kid, "not-the-thumbprint")),
+            ],
+        );
+        let cfg = base_config(dir, db)
+            .replace(&format!("key_dir: {}/keys", dir.display()), &format!("key_dir: {}", mounted.display()));
+        Spawn { config: Some(cfg), env: vec![] }
+    })
+    .await;
+    assert_eq!(app.jwks_kids().await, vec![good.kid.clone()]);
+    assert_eq!(app.health().await.0, 200);
+    let logs = app.logs();
+    for name in ["hand-edited.json", "wrong-pem.json"] {
+        assert!(
+            logs.iter().any(|l| l.contains("error=ErrSigningKeyUnreadable") && l.contains(name)),
+            "no ERROR line naming {name}: {logs:#?}"
+        );
+    }
+    assert!(!logs.iter().any(|l| l.contains("PRIVATE KEY")), "key material in the log");
+}

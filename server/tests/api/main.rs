@@ -10,6 +10,7 @@ mod config;
 mod discovery;
 mod docs;
 mod doctor;
+mod dpop;
 mod health;
 mod helpers;
 mod keys;

@@ -171,3 +171,58 @@ async fn a_schema_newer_than_the_binary_refuses_to_start() {
     assert_eq!(strings(&conn, tables_sql()).await, tables_before);
     assert_eq!(scalar(&conn, "SELECT count(*) FROM signing_keys").await, 0);
 }
+
+/// RFC 9449 §11.1 across replicas: the replay store is a unique key in the
+/// shared database, so of two replicas handed the same proof at the same
+/// moment exactly one accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_never_both_accept_one_dpop_proof() {
+    use authplane_core::dpop::{Es256Signer, ProofClaims};
+    if shared().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    // A confidential client whose secret is "secret" (SHA-256 below).
+    let client = "clients:\n  - client_id: machine\n    token_endpoint_auth_method: client_secret_post\n    client_secret_sha256: 2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n    grant_types: [client_credentials]\n    allowed_resources: [http://localhost:8080/mcp]\n";
+    let prepared: Vec<_> = (0..2)
+        .map(|_| {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join("config.yaml");
+            std::fs::write(&path, replica_config(d.path(), &db).replace("clients:\n", client)).unwrap();
+            (d, path)
+        })
+        .collect();
+    let apps: Vec<TestApp> = prepared
+        .into_iter()
+        .map(|(d, path)| launch(d, path, db.clone(), &[]))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|l| l.wait().unwrap())
+        .collect();
+    let key = Es256Signer::generate().unwrap();
+    let form = [("grant_type", "client_credentials"), ("client_id", "machine"), ("client_secret", "secret")];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for round in 0..20 {
+        let jti = format!("round-{round}");
+        let proof = key
+            .sign(&ProofClaims {
+                htm: "POST",
+                htu: "http://localhost:9000/oauth/token",
+                iat: now,
+                jti: &jti,
+                access_token: None,
+                nonce: None,
+            })
+            .unwrap();
+        let send = |app: &TestApp| {
+            app.http.post(format!("{}/oauth/token", app.public)).header("DPoP", proof.clone()).form(&form).send()
+        };
+        let (a, b) = tokio::join!(send(&apps[0]), send(&apps[1]));
+        let statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "round {round}: {statuses:?}");
+        assert!(statuses.contains(&400), "round {round}: {statuses:?}");
+    }
+    let conn = connect(&db).await;
+    assert_eq!(scalar(&conn, "SELECT count(*) FROM dpop_proofs").await, 20, "one row per accepted proof");
+}

@@ -66,6 +66,15 @@ struct Args {
     /// Seconds cached keys are trusted after the last successful JWKS fetch.
     #[arg(long, env = "AUTHPLANE_JWKS_MAX_KEY_AGE", default_value_t = 86_400)]
     jwks_max_key_age: i64,
+    /// Accept only DPoP-bound access tokens with a DPoP proof (RFC 9449);
+    /// register the resource with `dpop_required: true` at AuthPlane too.
+    #[arg(long, env = "MCP_DPOP_REQUIRED")]
+    dpop_required: bool,
+    /// Seconds between background refreshes of the key set; must stay below
+    /// the AS's `signing.publish_ahead` so a scheduled key is known before it
+    /// signs (the fault suite shortens both).
+    #[arg(long, env = "AUTHPLANE_JWKS_REFRESH_INTERVAL", default_value_t = 300)]
+    jwks_refresh_interval: i64,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     log: String,
@@ -143,7 +152,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut resource = ProtectedResource::new(&args.resource, &args.issuer)?
         .with_scopes(["tools/read", "tools/write"])?
         .with_default_scopes(["tools/read"])?
-        .with_resource_name("Example MCP server");
+        .with_resource_name("Example MCP server")
+        .with_dpop_required(args.dpop_required);
     if let Some(url) = &args.as_metadata_url {
         resource = resource.with_as_metadata_url(url)?;
     }
@@ -153,6 +163,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = CachePolicy {
         unknown_kid_timeout_ms: args.jwks_unknown_kid_timeout_ms,
         max_key_age: args.jwks_max_key_age,
+        refresh_interval: args.jwks_refresh_interval,
         ..CachePolicy::default()
     };
     let verifier = Verifier::builder(resource.clone()).cache_policy(policy).build();

@@ -17,6 +17,7 @@ pub async fn exchange(
     state: &AppState,
     client: &ClientConfig,
     form: &Form,
+    jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
     outcome: &mut Outcome,
@@ -43,6 +44,13 @@ pub async fn exchange(
     }
     if row.expires_at <= now {
         return Err(Error::new(Kind::InvalidGrant, "authorization code expired"));
+    }
+    // RFC 9449 §10: a code requested with dpop_jkt needs a proof by that key.
+    // Checked before the code is spent, so the right client can still use it.
+    if let Some(bound) = &row.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(crate::oauth::dpop::key_mismatch("the authorization code (dpop_jkt)"));
     }
     if let Some(uri) = form.get("redirect_uri")
         && uri != row.redirect_uri
@@ -77,6 +85,9 @@ pub async fn exchange(
             created_at: now,
             expires_at: now + cfg.oauth.refresh_token_ttl.as_secs() as i64,
             revoked_at: None,
+            // RFC 9449 §5: a public client's refresh tokens are bound to its
+            // DPoP key (a confidential client authenticates instead).
+            dpop_jkt: jkt.filter(|_| !client.token_endpoint_auth_method.is_confidential()).map(str::to_owned),
         },
     )
     .await?;
@@ -96,6 +107,7 @@ pub async fn exchange(
             aud: &aud,
             scope: &row.scope,
             family: Some(&row.family_id),
+            jkt,
         },
         now,
     )
@@ -111,10 +123,10 @@ pub async fn exchange(
             resource: aud.first().cloned(),
             request_id: ids.request_id.clone(),
             trace_id: ids.trace_id.clone(),
-            detail: serde_json::json!({"grant_type": "authorization_code", "scope": row.scope, "aud": aud, "refresh_token": refresh_token.is_some()}),
+            detail: serde_json::json!({"grant_type": "authorization_code", "scope": row.scope, "aud": aud, "refresh_token": refresh_token.is_some(), "dpop_jkt": jkt}),
         },
     )
     .await?;
     txn.commit().await?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope: row.scope, refresh_token })
+    Ok(TokenResponse { access_token, token_type: super::token_type(jkt), expires_in, scope: row.scope, refresh_token })
 }

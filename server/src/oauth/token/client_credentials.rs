@@ -14,6 +14,7 @@ pub async fn exchange(
     state: &AppState,
     client: &ClientConfig,
     form: &Form,
+    jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
     outcome: &mut Outcome,
@@ -39,7 +40,7 @@ pub async fn exchange(
     let (access_token, expires_in) = issue_access(
         state,
         &state.db,
-        Subject { sub: &client.client_id, client_id: &client.client_id, aud: &aud, scope: &scope, family: None },
+        Subject { sub: &client.client_id, client_id: &client.client_id, aud: &aud, scope: &scope, family: None, jkt },
         now,
     )
     .await?;
@@ -54,10 +55,10 @@ pub async fn exchange(
                 resource: aud.first().cloned(),
                 request_id: ids.request_id.clone(),
                 trace_id: ids.trace_id.clone(),
-                detail: serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud}),
+                detail: serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud, "dpop_jkt": jkt}),
                 ..Default::default()
             },
         )
         .await?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None })
+    Ok(TokenResponse { access_token, token_type: super::token_type(jkt), expires_in, scope, refresh_token: None })
 }

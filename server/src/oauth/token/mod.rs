@@ -35,6 +35,11 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
+/// RFC 9449 §5: `DPoP` for a key-bound access token.
+pub(crate) fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
+}
+
 /// What the handler logs about a request, success or failure.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -43,6 +48,10 @@ pub struct Outcome {
     pub resource: Option<String>,
     /// The user the grant belongs to, once known.
     pub user_id: Option<String>,
+    /// The DPoP proof's key, once the proof passed.
+    pub dpop_jkt: Option<String>,
+    /// A fresh `DPoP-Nonce` to send with the answer.
+    pub dpop_nonce: Option<String>,
 }
 
 fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
@@ -96,10 +105,12 @@ pub(crate) async fn authenticate(
 
 /// Authenticates the client and runs the grant.
 #[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
+#[allow(clippy::too_many_arguments)]
 pub async fn exchange(
     state: &AppState,
     form: Form,
     authorization: Option<&str>,
+    dpop_headers: &[&str],
     addr: Option<std::net::IpAddr>,
     ids: &RequestIds,
     now: i64,
@@ -116,13 +127,27 @@ pub async fn exchange(
     if !client.spec.grant_types.contains(&grant) {
         return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
     }
+    // What the request asked for, for the log line and audit row of a
+    // refused proof (a grant replaces it with the canonical resource).
+    outcome.resource = form.resource.first().cloned();
+    // RFC 9449 §5: a proof on any grant; checked (and its jti spent) once
+    // the client is known, so strangers cannot fill the replay store.
+    let proof = super::dpop::check_token_request(state, dpop_headers, now).await?;
+    if let Some(p) = &proof {
+        outcome.dpop_jkt = Some(p.jkt.clone());
+        outcome.dpop_nonce.clone_from(&p.next_nonce);
+    }
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    if jkt.is_none() && client.spec.dpop_bound_access_tokens {
+        return Err(super::dpop::required("the client is registered with dpop_bound_access_tokens"));
+    }
     let result = match grant {
         GrantType::AuthorizationCode => {
-            authorization_code::exchange(state, &client.spec, &form, ids, now, outcome).await
+            authorization_code::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await
         }
-        GrantType::RefreshToken => refresh_token::exchange(state, &client.spec, &form, ids, now, outcome).await,
+        GrantType::RefreshToken => refresh_token::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await,
         GrantType::ClientCredentials => {
-            client_credentials::exchange(state, &client.spec, &form, ids, now, outcome).await
+            client_credentials::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await
         }
     };
     if let Some(r) = &outcome.resource {
@@ -139,6 +164,8 @@ pub(crate) struct Subject<'a> {
     pub scope: &'a str,
     /// The token family, for user grants.
     pub family: Option<&'a str>,
+    /// The DPoP key the token is bound to (`cnf.jkt`).
+    pub jkt: Option<&'a str>,
 }
 
 /// Signs an access token and, for user grants, records its `jti` in the
@@ -149,7 +176,13 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
     who: Subject<'_>,
     now: i64,
 ) -> Result<(String, i64), Error> {
-    let Subject { sub, client_id, aud, scope, family } = who;
+    let Subject { sub, client_id, aud, scope, family, jkt } = who;
+    if jkt.is_none() {
+        let registry = state.registry.get();
+        if let Some(r) = registry.resources.iter().find(|r| r.dpop_required && aud.contains(&r.resource.to_string())) {
+            return Err(super::dpop::required(&format!("resource {} has dpop_required", r.resource)));
+        }
+    }
     let cfg = state.config.load();
     let ttl = cfg.oauth.access_token_ttl.as_secs() as i64;
     let claims = AccessClaims {
@@ -161,6 +194,7 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
         iat: now,
         exp: now + ttl,
         jti: crate::random::id(""),
+        cnf: jkt.map(|j| jwt::Confirmation { jkt: j.to_owned() }),
     };
     let token = jwt::mint(&state.keys, &claims, now)?;
     if let Some(f) = family {

@@ -19,6 +19,7 @@ pub async fn exchange(
     state: &AppState,
     client: &ClientConfig,
     form: &Form,
+    jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
     outcome: &mut Outcome,
@@ -38,8 +39,16 @@ pub async fn exchange(
     if family.revoked_at.is_some() {
         return Err(invalid());
     }
+    // RFC 9449 §5: a bound refresh token is useless without its key. Checked
+    // before reuse detection, so someone holding only a stolen (spent) token
+    // cannot get the victim's family revoked either.
+    if let Some(bound) = &family.dpop_jkt
+        && jkt != Some(bound.as_str())
+    {
+        return Err(crate::oauth::dpop::key_mismatch("the refresh token"));
+    }
     if let Some(rotated_at) = row.rotated_at {
-        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, ids, now).await;
+        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     if family.expires_at <= now {
         return Err(invalid());
@@ -54,10 +63,10 @@ pub async fn exchange(
         drop(txn);
         let row = rows::get_refresh(&state.db, &digest).await?.ok_or_else(invalid)?;
         let rotated_at = row.rotated_at.unwrap_or(now);
-        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, ids, now).await;
+        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
-    complete(state, txn, &family, aud, scope, next, ids, now, false).await
+    complete(state, txn, &family, aud, scope, next, jkt, ids, now, false).await
 }
 
 /// A spent refresh token presented again. Within `oauth.refresh_reuse_interval`
@@ -73,6 +82,7 @@ async fn reused(
     token: &str,
     rotated_at: i64,
     form: &Form,
+    jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
 ) -> Result<TokenResponse, Error> {
@@ -100,7 +110,7 @@ async fn reused(
     let aud = narrow_resources(&form.resource, &granted_resources)?;
     tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");
     let txn = state.db.begin().await?;
-    complete(state, txn, family, aud, scope, next, ids, now, true).await
+    complete(state, txn, family, aud, scope, next, jkt, ids, now, true).await
 }
 
 /// The grant's tail, in `txn`: the access token that goes with refresh token
@@ -113,6 +123,7 @@ async fn complete(
     aud: Vec<String>,
     scope: String,
     next: String,
+    jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
     within_reuse_interval: bool,
@@ -126,11 +137,12 @@ async fn complete(
             aud: &aud,
             scope: &scope,
             family: Some(&family.id),
+            jkt,
         },
         now,
     )
     .await?;
-    let mut detail = serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud});
+    let mut detail = serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud, "dpop_jkt": jkt});
     if within_reuse_interval {
         detail["within_reuse_interval"] = serde_json::Value::Bool(true);
     }
@@ -150,7 +162,7 @@ async fn complete(
     )
     .await?;
     txn.commit().await?;
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: Some(next) })
+    Ok(TokenResponse { access_token, token_type: super::token_type(jkt), expires_in, scope, refresh_token: Some(next) })
 }
 
 /// The AES-256-GCM key that seals a token's successor: derived from the
