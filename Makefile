@@ -8,8 +8,12 @@ help:
 	@echo "make test   - install/start what the tests need, run every suite"
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make build  - debug build of the workspace"
+	@echo "make images - OCI image archives in target/images/ (no Docker needed)"
 	@echo "make bench  - tokens/s of the AS (release, SQLite) vs node oidc-provider under wrk"
 	@echo "make demo   - the AS plus the example MCP server on :8080"
+	@echo "make fuzz   - every fuzz target (cargo-fuzz, nightly) for FUZZ_SECONDS each (default 10)"
+	@echo "make soak   - real flows at 80 % of the measured maximum for SOAK_SECONDS (default 120) on SQLite and Postgres"
+	@echo "make faults - faults under load: kill -9, Postgres restart, full disk, key rotation, two servers (also in make test)"
 
 run:
 	cargo run --locked -p authplane-server --bin authserver -- --config $(CONFIG) serve
@@ -33,6 +37,12 @@ build:
 
 release:
 	cargo build --release --locked -p authplane-server
+
+# OCI image archives of authserver and authplane-operator, no container engine
+# needed: target/images/<name>.tar (scripts/images.sh, docs/install/images.md).
+.PHONY: images
+images:
+	scripts/images.sh
 
 # Load test (not a timed test): client_credentials and refresh_token on the
 # release build with SQLite, and node oidc-provider side by side (e2e/bench/run.sh).
@@ -63,3 +73,17 @@ manifests:
 
 helm-test:
 	e2e/helm-test.sh
+
+# Reliability (docs/operations/reliability.md): coverage-guided fuzzing of
+# every parser that sees untrusted bytes, the soak, and the fault suite.
+.PHONY: fuzz soak faults
+FUZZ_SECONDS ?= 10
+SOAK_SECONDS ?= 120
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+soak:
+	SOAK_SECONDS=$(SOAK_SECONDS) e2e/soak/run.sh
+
+faults:
+	e2e/faults/run.sh

@@ -4,6 +4,8 @@
 #
 #   scripts/postgres.sh start   # prints: export AUTHPLANE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT
 #   scripts/postgres.sh stop    # stops it and removes the directory
+#   scripts/postgres.sh pause|resume  # stop and start it again, data kept (fault tests)
+#   scripts/postgres.sh status        # exit 0 when it is running
 #
 # State lives in $AUTHPLANE_PG_STATE (default .tmp/postgres in the clone).
 # Tests that need a differently configured server start their own with:
@@ -71,8 +73,31 @@ stop() {
   rm -rf "$state"
 }
 
+# For fault tests: stop the server but keep its data (`pause`), and start it
+# again on the same port with the same options (`resume`).
+pause() {
+  as_pg "$(bindir)/pg_ctl" -D "$state/data" -m fast -w stop >/dev/null
+}
+
+resume() {
+  local opts
+  # postmaster.opts: the command line of the last start, quoted per argument.
+  opts=$(sed -e 's/^[^ ]* //' "$state/data/postmaster.opts")
+  eval "set -- $opts"
+  as_pg "$(bindir)/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 60 -o "$(printf '%q ' "$@")" start >/dev/null \
+    || { tail -n 20 "$state/server.log" >&2; exit 1; }
+}
+
+# Exit 0 when this state dir's server is running.
+status() {
+  [ -f "$state/port" ] && as_pg "$(bindir)/pg_ctl" -D "$state/data" status >/dev/null 2>&1
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  pause) pause ;;
+  resume) resume ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|pause|resume|status" >&2; exit 2 ;;
 esac

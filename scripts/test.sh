@@ -9,8 +9,18 @@ export CARGO_TERM_COLOR=never
 # crate once; they would take several GB of target/.
 export CARGO_INCREMENTAL=0
 
-step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
+step_name=""
+step_started=$started
+# Each step's header; the previous step's time is printed before it.
+step() {
+  local now
+  now=$(date +%s)
+  if [ -n "$step_name" ]; then printf '<== %s: %ss\n' "$step_name" $((now - step_started)); fi
+  step_name="$*"
+  step_started=$now
+  printf '\n==> %s\n' "$*"
+}
 
 step "format and lint"
 cargo fmt --all -- --check
@@ -44,11 +54,20 @@ e2e/inspector/run.sh
 step "the black-box probe of the public endpoints, bounded (e2e/abuse)"
 e2e/abuse/run.sh
 
+step "faults under load: kill -9, Postgres restart, full disk, key rotation, two servers (e2e/faults)"
+e2e/faults/run.sh
+
+step "every fuzz target briefly, from the committed seeds (scripts/fuzz.sh, nightly)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-4}" scripts/fuzz.sh
+
 step "OpenTelemetry traces into a real collector (e2e/otel)"
 e2e/otel/run.sh
 
 step "/metrics through the Prometheus parsers (e2e/metrics)"
 e2e/metrics/run.sh
+
+step "container images: OCI archives checked, reproducible, run as non-root under chroot (e2e/images-test.sh)"
+e2e/images-test.sh
 
 step "Kubernetes control plane (e2e/cluster.sh)"
 e2e/cluster-smoke.sh

@@ -34,21 +34,9 @@ fi
 
 total_passed=0
 total_failed=0
-run() {
-  local out rc=0
-  out="$(timeout 300 python3 "$here/abuse.py" "$@" 2>&1)" || rc=$?
-  echo "$out" | sed '$d'
-  local last
-  last="$(echo "$out" | tail -n 1)"
-  if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-    total_passed=$((total_passed + BASH_REMATCH[1]))
-    total_failed=$((total_failed + BASH_REMATCH[2]))
-  else
-    echo "$last"
-    echo "e2e-abuse: abuse.py $* ended without a summary (exit $rc)"
-    total_failed=$((total_failed + 1))
-  fi
-}
+# shellcheck source=../oauth/lib/pysuite.sh
+source "$here/../oauth/lib/pysuite.sh"
+run() { py_suite e2e-abuse "$here/abuse.py" "$@"; }
 
 echo "e2e-abuse: server 1 (failure throttle off; read timeout 5 s, the default)"
 AUTHPLANE_LIMITS_FAILURE_THROTTLE=false as_start abuse-1 "$AUTHSERVER_BIN"

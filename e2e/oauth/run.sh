@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The OAuth flows of the authserver driven by clients nobody here wrote:
-#   1. node: openid-client + oauth4webapi + jose (flows.test.mjs) and the
-#      RFC 9700 / OAuth 2.1 negative tests over raw HTTP (negative.test.mjs);
+#   1. node: openid-client + oauth4webapi + jose (flows.test.mjs), the
+#      RFC 9700 / OAuth 2.1 negative tests over raw HTTP (negative.test.mjs),
+#      DPoP with both clients, a jose-crafted negative matrix and the example
+#      MCP server with --dpop-required (dpop.test.mjs), and DPoP nonces on a
+#      second server with oauth.dpop_nonce on (dpop-nonce.test.mjs);
 #   2. python: authlib + joserfc + requests (py/);
 #   3. browser: Debian's Chromium driven by playwright-core (browser.test.mjs),
 #      screenshots in e2e/oauth/artifacts/.
@@ -113,7 +116,21 @@ run_node() { # $1 = name, rest = files
 }
 
 if want node; then
-  run_node node flows.test.mjs negative.test.mjs
+  run_node node flows.test.mjs negative.test.mjs dpop.test.mjs
+  # DPoP nonces need a server with oauth.dpop_nonce on.
+  AUTHPLANE_OAUTH_DPOP_NONCE=true run_node dpop-nonce dpop-nonce.test.mjs
+  # The DPoP matrix again with the database on Postgres: the replay store
+  # (one row per proof under a unique key) is the database's job there.
+  # (make test stops its Postgres before this step but keeps the exported
+  # URL, so ask the server, not the environment.)
+  pg_was_up=0
+  "$root/scripts/postgres.sh" status && pg_was_up=1
+  eval "$("$root/scripts/postgres.sh" start)"
+  pg_db="e2e_dpop_$$"
+  psql -q "$AUTHPLANE_TEST_POSTGRES_URL/postgres" -c "CREATE DATABASE $pg_db" >/dev/null
+  AUTHPLANE_DATABASE_URL="$AUTHPLANE_TEST_POSTGRES_URL/$pg_db" run_node dpop-postgres dpop.test.mjs
+  psql -q "$AUTHPLANE_TEST_POSTGRES_URL/postgres" -c "DROP DATABASE $pg_db" >/dev/null || true
+  [[ $pg_was_up == 1 ]] || "$root/scripts/postgres.sh" stop >/dev/null
 fi
 
 if want python; then
