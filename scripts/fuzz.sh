@@ -11,7 +11,8 @@
 # (CI) rebuilds only the workspace's own crates, not the whole instrumented
 # dependency graph (~50 minutes of CPU cold).
 #
-# Env: FUZZ_SECONDS (10), FUZZ_TARGETS (all), FUZZ_NO_BUILD (run the last
+# Env: FUZZ_SECONDS (10), FUZZ_RUNS (stop a target after this many
+# executions, whichever of the two comes first), FUZZ_TARGETS (all), FUZZ_NO_BUILD (run the last
 # build as it is), FUZZ_PARALLEL (all targets at once, each for FUZZ_SECONDS), FUZZ_NICE (19; the fuzzers
 # yield the CPU to anything else), FUZZ_SUMMARY (a file that gets one line
 # per target: executions, coverage, corpus), CARGO_FUZZ_VERSION (0.13.1).
@@ -24,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-10}"
+runs="${FUZZ_RUNS:--1}"
 nice_level="${FUZZ_NICE:-19}"
 version="${CARGO_FUZZ_VERSION:-0.13.1}"
 tools="${AUTHPLANE_CACHE:-$HOME/.cache/authplane}/tools/cargo-fuzz-$version"
@@ -47,7 +49,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
   nice -n 10 cargo +nightly fuzz build --fuzz-dir fuzz "${flags[@]}"
   echo "fuzz: built in $(( $(date +%s) - t0 ))s"
 fi
-echo "fuzz: ${seconds}s per target"
+echo "fuzz: ${seconds}s per target$([ "$runs" = -1 ] || echo " or $runs executions, whichever comes first")"
 
 bin_dir="$target_dir/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 summary="${FUZZ_SUMMARY:-}"
@@ -60,7 +62,7 @@ run_one() { # TARGET -> $logs/TARGET.log and $logs/TARGET.rc
   # whatever moved since the build above (the server's build script watches
   # the git refs, which every commit in any worktree touches).
   nice -n "$nice_level" "$bin_dir/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
-    -max_total_time="$seconds" -timeout=10 -max_len=8192 -print_final_stats=1 \
+    -max_total_time="$seconds" -runs="$runs" -timeout=10 -max_len=8192 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" >"$logs/$t.log" 2>&1 || rc=$?
   echo "$rc" >"$logs/$t.rc"
 }
