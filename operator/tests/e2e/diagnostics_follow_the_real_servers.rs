@@ -6,11 +6,10 @@
 //! write nothing.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use authplane_crds::{AuthServer, Condition, ProtectedResource};
 use kube::Resource;
-use kube::api::Api;
 use serde::de::DeserializeOwned;
 
 use crate::helpers::*;
@@ -93,23 +92,7 @@ where
         + std::fmt::Debug
         + HasConditions,
 {
-    let api: Api<K> = ns.api();
-    let mut last = None;
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        if let Ok(Some(obj)) = api.get_opt(name).await {
-            let c = obj.conditions().iter().find(|c| c.type_ == type_).cloned();
-            if let Some(c) = &c
-                && c.status == status
-                && c.reason == reason
-            {
-                return c.clone();
-            }
-            last = c;
-        }
-        assert!(Instant::now() < deadline, "{name}: no {type_}={status} {reason} within 45 s; last: {last:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    crate::helpers::await_condition::<K>(ns, name, type_, status, Some(reason), Duration::from_secs(45)).await
 }
 
 /// Occurrences of Events with `reason` on `kind/name`, counting each

@@ -231,17 +231,48 @@ where
         + std::fmt::Debug
         + HasConditions,
 {
-    let api: Api<K> = ns.api();
     let want = if status { "True" } else { "False" };
-    eventually(&format!("{} {name} Ready={want} {reason:?}", K::kind(&())), Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get_opt(name).await.ok()??;
-            let c = ready(obj.conditions())?.clone();
-            (c.status == want && reason.is_none_or(|r| r == c.reason)).then_some(c)
+    await_condition::<K>(ns, name, "Ready", want, reason, Duration::from_secs(60)).await
+}
+
+/// Waits until condition `type_` of `name` has `status` (and, if given,
+/// `reason`); on timeout the panic shows the last condition seen.
+pub async fn await_condition<K>(
+    ns: &TestNs,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> Condition
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + HasConditions,
+{
+    let api: Api<K> = ns.api();
+    let mut last = None;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            let c = obj.conditions().iter().find(|c| c.type_ == type_).cloned();
+            if let Some(c) = &c
+                && c.status == status
+                && reason.is_none_or(|r| r == c.reason)
+            {
+                return c.clone();
+            }
+            last = c;
         }
-    })
-    .await
+        assert!(
+            Instant::now() < deadline,
+            "{} {name}: no {type_}={status} {reason:?} within {timeout:?}; last: {last:?}",
+            K::kind(&())
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 pub trait HasConditions {
