@@ -9,8 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use authplane_crds::{AuthServer, Condition, ProtectedResource};
-use kube::Resource;
-use serde::de::DeserializeOwned;
 
 use crate::helpers::*;
 
@@ -84,14 +82,7 @@ fn free_port() -> u16 {
 }
 
 /// Waits until condition `type_` of `name` has `status` and `reason`.
-async fn await_condition<K>(ns: &TestNs, name: &str, type_: &str, status: &str, reason: &str) -> Condition
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + HasConditions,
-{
+async fn await_condition<K: CrObject>(ns: &TestNs, name: &str, type_: &str, status: &str, reason: &str) -> Condition {
     crate::helpers::await_condition::<K>(ns, name, type_, status, Some(reason), Duration::from_secs(45)).await
 }
 
@@ -135,14 +126,7 @@ struct Flip<'a> {
 }
 
 impl Flip<'_> {
-    async fn to_false<K>(&self, reason: &str, plant: impl FnOnce()) -> Condition
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug
-            + HasConditions,
-    {
+    async fn to_false<K: CrObject>(&self, reason: &str, plant: impl FnOnce()) -> Condition {
         let events = event_total(self.ns, self.kind, self.name, reason);
         plant();
         let c = await_condition::<K>(self.ns, self.name, self.type_, "False", reason).await;
@@ -150,14 +134,7 @@ impl Flip<'_> {
         c
     }
 
-    async fn to_true<K>(&self, repair: impl FnOnce()) -> Condition
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug
-            + HasConditions,
-    {
+    async fn to_true<K: CrObject>(&self, repair: impl FnOnce()) -> Condition {
         let events = event_total(self.ns, self.kind, self.name, self.ok_event);
         repair();
         let c = await_condition::<K>(self.ns, self.name, self.type_, "True", self.ok_reason).await;
@@ -170,6 +147,8 @@ impl Flip<'_> {
 #[ignore = "needs a control plane: e2e/operator-test.sh"]
 async fn prm_and_discovery_faults_show_in_status_and_clear() {
     let ns = TestNs::new("diag").await;
+    // Every fault below is planted in, and repaired on, ProtectedResource "notes".
+    let patch_notes = |body: serde_json::Value| patch(&ns, "protectedresource", "notes", body);
     let op = Operator::start_with(&ns.name, &["--probe-interval", INTERVAL]);
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
@@ -256,79 +235,52 @@ async fn prm_and_discovery_faults_show_in_status_and_clear() {
     // says /mcp.
     let c = prm
         .to_false::<ProtectedResource>("ResourceMismatch", || {
-            patch(
-                &ns,
-                "protectedresource",
-                "notes",
-                serde_json::json!({"spec": {"resource": format!("http://127.0.0.1:{port}/other")}}),
-            )
+            patch_notes(serde_json::json!({"spec": {"resource": format!("http://127.0.0.1:{port}/other")}}))
         })
         .await;
     assert!(c.message.contains(&format!("\"{resource}\"")), "{}", c.message);
-    prm.to_true::<ProtectedResource>(|| {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"resource": resource}}))
-    })
-    .await;
+    prm.to_true::<ProtectedResource>(|| patch_notes(serde_json::json!({"spec": {"resource": resource}}))).await;
 
     // PRM authorization_servers pointing elsewhere (an in-cluster-style URL override).
     let c = prm
         .to_false::<ProtectedResource>("IssuerMismatch", || {
-            patch(
-                &ns,
-                "protectedresource",
-                "notes",
-                serde_json::json!({"spec": {"prmCheck": {"url": elsewhere.prm_url()}}}),
-            )
+            patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": elsewhere.prm_url()}}}))
         })
         .await;
     assert!(c.message.contains("elsewhere.example.com"), "{}", c.message);
     await_ready::<ProtectedResource>(&ns, "notes", true, Some("Registered")).await;
-    prm.to_true::<ProtectedResource>(|| {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": {"url": null}}}))
-    })
-    .await;
+    prm.to_true::<ProtectedResource>(|| patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": null}}}))).await;
 
     // Scopes differing.
     let c = prm
         .to_false::<ProtectedResource>("ScopesMismatch", || {
-            patch(
-                &ns,
-                "protectedresource",
-                "notes",
-                serde_json::json!({"spec": {"scopes": ["tools/read", "tools/write", "tools/admin"]}}),
-            )
+            patch_notes(serde_json::json!({"spec": {"scopes": ["tools/read", "tools/write", "tools/admin"]}}))
         })
         .await;
     assert!(c.message.contains("tools/admin"), "{}", c.message);
     prm.to_true::<ProtectedResource>(|| {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"scopes": ["tools/read", "tools/write"]}}))
+        patch_notes(serde_json::json!({"spec": {"scopes": ["tools/read", "tools/write"]}}))
     })
     .await;
 
     // PRM 404.
     let missing = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/missing");
     prm.to_false::<ProtectedResource>("PRMNotFound", || {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": {"url": missing}}}))
+        patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": missing}}}))
     })
     .await;
     await_ready::<ProtectedResource>(&ns, "notes", true, Some("Registered")).await;
-    prm.to_true::<ProtectedResource>(|| {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": {"url": null}}}))
-    })
-    .await;
+    prm.to_true::<ProtectedResource>(|| patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": null}}}))).await;
 
     // Not a JSON document.
     let css = format!("http://{}/ui/static/authplane.css", server.public);
     let c = prm
         .to_false::<ProtectedResource>("PRMInvalid", || {
-            patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": {"url": css}}}))
+            patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": css}}}))
         })
         .await;
     assert!(c.message.contains("not JSON"), "{}", c.message);
-    prm.to_true::<ProtectedResource>(|| {
-        patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": {"url": null}}}))
-    })
-    .await;
+    prm.to_true::<ProtectedResource>(|| patch_notes(serde_json::json!({"spec": {"prmCheck": {"url": null}}}))).await;
 
     // Unreachable, with no change to any object: the periodic fetch finds it.
     let c = prm.to_false::<ProtectedResource>("PRMUnreachable", || mcp.kill()).await;
@@ -360,6 +312,6 @@ async fn prm_and_discovery_faults_show_in_status_and_clear() {
     // Opting out: Unknown, not True.
     patch(&ns, "authserver", "authplane", serde_json::json!({"spec": {"issuerCheck": {"enabled": false}}}));
     await_condition::<AuthServer>(&ns, "authplane", "IssuerReachable", "Unknown", "NotChecked").await;
-    patch(&ns, "protectedresource", "notes", serde_json::json!({"spec": {"prmCheck": null}}));
+    patch_notes(serde_json::json!({"spec": {"prmCheck": null}}));
     await_condition::<ProtectedResource>(&ns, "notes", "PRMVerified", "Unknown", "NotChecked").await;
 }

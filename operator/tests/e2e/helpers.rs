@@ -223,35 +223,21 @@ pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
 }
 
 /// Waits until `name`'s `Ready` condition has `status` (and, if given, `reason`).
-pub async fn await_ready<K>(ns: &TestNs, name: &str, status: bool, reason: Option<&str>) -> Condition
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + HasConditions,
-{
+pub async fn await_ready<K: CrObject>(ns: &TestNs, name: &str, status: bool, reason: Option<&str>) -> Condition {
     let want = if status { "True" } else { "False" };
     await_condition::<K>(ns, name, "Ready", want, reason, Duration::from_secs(60)).await
 }
 
 /// Waits until condition `type_` of `name` has `status` (and, if given,
 /// `reason`); on timeout the panic shows the last condition seen.
-pub async fn await_condition<K>(
+pub async fn await_condition<K: CrObject>(
     ns: &TestNs,
     name: &str,
     type_: &str,
     status: &str,
     reason: Option<&str>,
     timeout: Duration,
-) -> Condition
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + HasConditions,
-{
+) -> Condition {
     let api: Api<K> = ns.api();
     let mut last = None;
     let deadline = Instant::now() + timeout;
@@ -273,6 +259,26 @@ where
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A namespaced custom resource with status conditions, as the helpers
+/// read it (every CRD of this crate).
+pub trait CrObject:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + HasConditions
+{
+}
+
+impl<K> CrObject for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + HasConditions
+{
 }
 
 pub trait HasConditions {
