@@ -13,7 +13,8 @@
 #
 # Env: FUZZ_SECONDS (10), FUZZ_RUNS (stop a target after this many
 # executions, whichever of the two comes first), FUZZ_TARGETS (all), FUZZ_NO_BUILD (run the last
-# build as it is), FUZZ_PARALLEL (all targets at once, each for FUZZ_SECONDS), FUZZ_NICE (19; the fuzzers
+# build as it is), FUZZ_BUILD_ONLY (build, run nothing: make test builds
+# beside its other steps and runs later with FUZZ_NO_BUILD), FUZZ_PARALLEL (all targets at once, each for FUZZ_SECONDS), FUZZ_NICE (19; the fuzzers
 # yield the CPU to anything else), FUZZ_SUMMARY (a file that gets one line
 # per target: executions, coverage, corpus), CARGO_FUZZ_VERSION (0.13.1).
 #
@@ -49,6 +50,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
   nice -n 10 cargo +nightly fuzz build --fuzz-dir fuzz "${flags[@]}"
   echo "fuzz: built in $(( $(date +%s) - t0 ))s"
 fi
+if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then exit 0; fi
 echo "fuzz: ${seconds}s per target$([ "$runs" = -1 ] || echo " or $runs executions, whichever comes first")"
 
 bin_dir="$target_dir/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
