@@ -8,44 +8,31 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 use authplane_core::Secret;
-use authplane_core::config::{Config, KeyStoreKind, Loaded};
+use authplane_core::config::{KeyStoreKind, Loaded};
 use tokio::sync::Mutex;
 
 use crate::http::observe::Observer;
 use crate::keys::{KeyManager, KeyStore, Timings};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::registry::Registry;
-use crate::store::{self, Db, DbInfo};
+use crate::store::{self, DbInfo};
 use crate::{clock, configfile, http};
 
 /// Everything a handler may need, shared by both listeners.
 pub struct AppState {
-    pub config: ArcSwap<Config>,
+    /// What the OAuth service needs (`oauth::Deps`): handlers pass `&state.deps`.
+    pub deps: crate::oauth::Deps,
     pub config_path: Option<PathBuf>,
     /// `--registry-dir`: fragments that extend the config file.
     pub registry_dir: Option<PathBuf>,
-    pub db: Db,
     pub db_info: DbInfo,
-    pub keys: KeyManager,
-    pub registry: Registry,
     pub metrics: Arc<Metrics>,
     pub admin_key: ArcSwap<Option<Secret<String>>>,
-    pub cimd: crate::oauth::cimd::Cache,
-    pub clients: crate::oauth::clients::Cache,
-    /// Group-committed audit rows outside larger transactions.
-    pub audit: crate::store::audit::Sink,
     /// Concurrent argon2 verifications (sized at start).
     pub hash_gate: crate::limits::HashGate,
     /// argon2 working memory, one buffer per hashing slot, reused.
     pub password_memory: crate::password::Memory,
-    /// Failed sign-ins and client authentications.
-    pub throttle: crate::limits::Throttle,
     pub registration_rate: crate::limits::PerAddressRate,
-    pub cimd_rate: crate::limits::PerAddressRate,
-    /// Group-committed inserts into the DPoP replay store.
-    pub dpop_replay: crate::store::dpop::ReplayStore,
-    /// The DPoP nonce HMAC key when `oauth.dpop_nonce_secret` is unset.
-    pub dpop_nonce_key: [u8; 32],
     health: Mutex<Option<(Instant, bool)>>,
 }
 
@@ -61,7 +48,7 @@ impl AppState {
         {
             return ok;
         }
-        let result = store::probe(&self.db, &self.db_info, clock::now(), HEALTH_TIMEOUT).await;
+        let result = store::probe(&self.deps.db, &self.db_info, clock::now(), HEALTH_TIMEOUT).await;
         let ok = result.is_ok();
         let was = cached.map(|(_, ok)| ok);
         match (&result, was) {
@@ -120,25 +107,29 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     let audit = crate::store::audit::Sink::spawn(db.clone());
     let dpop_replay = crate::store::dpop::ReplayStore::spawn(db.clone());
     let state = Arc::new(AppState {
-        config: ArcSwap::from_pointee(cfg.clone()),
+        deps: crate::oauth::Deps {
+            config: ArcSwap::from_pointee(cfg.clone()),
+            db,
+            keys,
+            registry,
+            cimd: Default::default(),
+            clients: Default::default(),
+            audit,
+            throttle: Default::default(),
+            cimd_rate: Default::default(),
+            dpop_replay,
+            dpop_nonce_key: crate::random::bytes::<32>(),
+            clock: crate::oauth::deps::Clock::System,
+            ids: crate::oauth::deps::Ids::Random,
+        },
         config_path,
         registry_dir,
-        db,
         db_info,
-        keys,
-        registry,
         metrics: metrics.clone(),
         admin_key: ArcSwap::from_pointee(admin_key),
-        cimd: Default::default(),
-        clients: Default::default(),
-        audit,
         hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
         password_memory: Default::default(),
-        throttle: Default::default(),
         registration_rate: Default::default(),
-        cimd_rate: Default::default(),
-        dpop_replay,
-        dpop_nonce_key: crate::random::bytes::<32>(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;
@@ -193,7 +184,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     let admin = admin.run();
     let (public_handle, admin_handle) = (public.handle(), admin.handle());
 
-    let kid = state.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
+    let kid = state.deps.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
     tracing::info!(
         public = %public_bound,
         admin = %admin_bound,
@@ -201,7 +192,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
         db = %state.db_info.kind,
         db_url = %state.db_info.redacted_url,
         db_tls = state.db_info.tls.map_or("n/a", store::pg::Tls::as_str),
-        key_store = %state.keys.describe_store(),
+        key_store = %state.deps.keys.describe_store(),
         kid = %kid,
         version = crate::build_info::VERSION,
         "authserver started"
@@ -222,7 +213,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     maintenance.abort();
     futures_util::future::join(public_handle.stop(true), admin_handle.stop(true)).await;
     let _ = servers.await;
-    state.db.clone().close().await.ok();
+    state.deps.db.clone().close().await.ok();
     tracing::info!("authserver stopped");
     Ok(())
 }
@@ -252,15 +243,15 @@ async fn maintain(state: Arc<AppState>) {
         tick.tick().await;
         n += 1;
         let now = clock::now();
-        if let Some(k) = state.keys.signer(now) {
+        if let Some(k) = state.deps.keys.signer(now) {
             state.metrics.key_age.set(now - k.active_from.min(now));
         }
 
-        match state.keys.reload_if_changed().await {
+        match state.deps.keys.reload_if_changed().await {
             Ok(true) => {
                 state.metrics.key_reloads.get_or_create(&OutcomeLabels { outcome: "changed" }).inc();
-                let kid = state.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
-                tracing::info!(kid = %kid, keys = state.keys.current().keys.len(), "signing keys reloaded");
+                let kid = state.deps.keys.signer(clock::now()).map(|k| k.kid.clone()).unwrap_or_default();
+                tracing::info!(kid = %kid, keys = state.deps.keys.current().keys.len(), "signing keys reloaded");
             }
             Ok(false) => {}
             Err(e) => {
@@ -278,25 +269,25 @@ async fn maintain(state: Arc<AppState>) {
         }
 
         if n == 1 || n.is_multiple_of(1800) {
-            match crate::store::oauth::purge_expired(&state.db, clock::now()).await {
+            match crate::store::oauth::purge_expired(&state.deps.db, clock::now()).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "expired OAuth state deleted"),
                 Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "OAuth state purge failed"),
             }
-            let unused_for = state.config.load().oauth.registration_unused_ttl.as_secs() as i64;
+            let unused_for = state.deps.config.load().oauth.registration_unused_ttl.as_secs() as i64;
             if unused_for > 0 {
-                match crate::store::registry::purge_unused_dcr(&state.db, clock::now(), unused_for).await {
+                match crate::store::registry::purge_unused_dcr(&state.deps.db, clock::now(), unused_for).await {
                     Ok(0) => {}
                     Ok(purged) => {
-                        state.clients.clear();
+                        state.deps.clients.clear();
                         tracing::info!(purged, "unused dynamically registered clients deleted")
                     }
                     Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "client purge failed"),
                 }
             }
-            let retention = state.config.load().audit.retention.as_secs() as i64;
+            let retention = state.deps.config.load().audit.retention.as_secs() as i64;
             if retention > 0 {
-                match crate::store::audit::purge(&state.db, clock::now_ms() - retention * 1000).await {
+                match crate::store::audit::purge(&state.deps.db, clock::now_ms() - retention * 1000).await {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "audit rows past retention deleted"),
                     Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "audit purge failed"),
@@ -305,16 +296,16 @@ async fn maintain(state: Arc<AppState>) {
         }
         if n.is_multiple_of(5) {
             state.db_healthy().await;
-            if let Err(e) = state.registry.refresh(&state.db).await {
+            if let Err(e) = state.deps.registry.refresh(&state.deps.db).await {
                 tracing::debug!(detail = %e, "resource refresh failed");
             }
-            match state.keys.maintain(clock::now()).await {
+            match state.deps.keys.maintain(clock::now()).await {
                 Ok(Some(k)) => {
                     tracing::info!(kid = %k.kid, active_from = %clock::rfc3339(k.active_from), "signing key rotated: new key published")
                 }
                 Ok(None) => {}
                 Err(crate::keys::KeysError::Store(crate::keys::KeyStoreError::ReadOnly(dir))) => {
-                    if state.keys.first_read_only_warning() {
+                    if state.deps.keys.first_read_only_warning() {
                         tracing::warn!(dir = %dir, "automatic key rotation skipped: the key directory is read-only");
                     }
                 }
@@ -337,7 +328,7 @@ pub async fn reload_config(state: &AppState) {
         }
     };
     let new = loaded.config;
-    let old = state.config.load_full();
+    let old = state.deps.config.load_full();
     if new.server.listen != old.server.listen
         || new.admin.listen != old.admin.listen
         || new.database.url != old.database.url
@@ -356,18 +347,18 @@ pub async fn reload_config(state: &AppState) {
             return;
         }
     };
-    match store::registry::sync_config(&state.db, &new, clock::now()).await {
+    match store::registry::sync_config(&state.deps.db, &new, clock::now()).await {
         Ok(r) => tracing::info!(upserted = r.upserted, removed = r.removed, "config reloaded"),
         Err(e) => {
             tracing::error!(error = "ErrConfigReload", detail = %e, "config reload could not be stored; will retry on the next change");
             return;
         }
     }
-    state.clients.clear();
-    state.keys.set_timings(Timings::from_config(&new));
+    state.deps.clients.clear();
+    state.deps.keys.set_timings(Timings::from_config(&new));
     state.admin_key.store(Arc::new(admin_key));
-    state.config.store(Arc::new(new));
-    if let Err(e) = state.registry.refresh(&state.db).await {
+    state.deps.config.store(Arc::new(new));
+    if let Err(e) = state.deps.registry.refresh(&state.deps.db).await {
         tracing::warn!(detail = %e, "resource refresh after reload failed");
     }
 }

@@ -87,7 +87,7 @@ where
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Some((open, idle, max)) = crate::store::pool_stats(&state.db) {
+    if let Some((open, idle, max)) = crate::store::pool_stats(&state.deps.db) {
         state.metrics.set_pool(open, idle, max);
     }
     HttpResponse::Ok()
@@ -127,12 +127,12 @@ fn parse_resource(q: &ResourceQuery) -> Result<ResourceUri, ApiError> {
 }
 
 async fn list_resources(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(rows::list_resources(&state.db).await?))
+    Ok(HttpResponse::Ok().json(rows::list_resources(&state.deps.db).await?))
 }
 
 async fn get_resource(state: web::Data<AppState>, q: web::Query<ResourceQuery>) -> Result<HttpResponse, ApiError> {
     let uri = parse_resource(&q)?;
-    match rows::get_resource(&state.db, &uri).await? {
+    match rows::get_resource(&state.deps.db, &uri).await? {
         Some(r) => Ok(HttpResponse::Ok().json(r)),
         None => Err(ApiError::not_found(format!("resource {uri} not found"))),
     }
@@ -146,7 +146,7 @@ async fn create_resource(
     let r = body.into_inner();
     validate_resource("resource", &r)?;
     let now = clock::now();
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::insert_resource(&txn, &r, Source::Admin, now).await?;
     audit::record(
         &txn,
@@ -159,9 +159,9 @@ async fn create_resource(
     .await
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
-    state.registry.refresh(&state.db).await?;
+    state.deps.registry.refresh(&state.deps.db).await?;
     tracing::info!(resource = %r.resource, "resource created");
-    let stored = rows::get_resource(&state.db, &r.resource).await?;
+    let stored = rows::get_resource(&state.deps.db, &r.resource).await?;
     Ok(HttpResponse::Created().json(stored))
 }
 
@@ -171,13 +171,13 @@ async fn delete_resource(
     q: web::Query<ResourceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let uri = parse_resource(&q)?;
-    let Some(existing) = rows::get_resource(&state.db, &uri).await? else {
+    let Some(existing) = rows::get_resource(&state.deps.db, &uri).await? else {
         return Err(ApiError::not_found(format!("resource {uri} not found")));
     };
     if existing.source == Source::Config {
         return Err(owned_by_config("resource", uri.as_str()));
     }
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_resource(&txn, &uri).await?;
     audit::record(
         &txn,
@@ -190,7 +190,7 @@ async fn delete_resource(
     .await
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
-    state.registry.refresh(&state.db).await?;
+    state.deps.registry.refresh(&state.deps.db).await?;
     tracing::info!(resource = %uri, "resource deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -241,13 +241,13 @@ async fn list_clients(state: web::Data<AppState>, q: web::Query<PageQuery>) -> R
     if limit == 0 || limit > CLIENTS_MAX_LIMIT {
         return Err(ApiError::bad_request(format!("limit: must be between 1 and {CLIENTS_MAX_LIMIT}")));
     }
-    let page = rows::list_clients_page(&state.db, q.cursor.as_deref(), limit).await?;
+    let page = rows::list_clients_page(&state.deps.db, q.cursor.as_deref(), limit).await?;
     let next_cursor = (page.len() as u64 == limit).then(|| page.last().map(|c| c.spec.client_id.clone())).flatten();
     Ok(HttpResponse::Ok().json(serde_json::json!({"clients": page, "next_cursor": next_cursor})))
 }
 
 async fn get_client(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    match rows::get_client(&state.db, &id).await? {
+    match rows::get_client(&state.deps.db, &id).await? {
         Some(c) => Ok(HttpResponse::Ok().json(c)),
         None => Err(ApiError::not_found(format!("client {id} not found"))),
     }
@@ -281,10 +281,10 @@ async fn create_client(
         allowed_scopes: b.allowed_scopes,
         dpop_bound_access_tokens: b.dpop_bound_access_tokens,
     };
-    let known = state.registry.get();
+    let known = state.deps.registry.get();
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
     let now = clock::now();
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::insert_client(&txn, &client, Source::Admin, now, None).await?;
     audit::record(&txn, clock::now_ms(), AuditEvent {
         client_id: Some(client.client_id.clone()),
@@ -294,7 +294,7 @@ async fn create_client(
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(client_id = %client.client_id, "client created");
-    let stored = rows::get_client(&state.db, &client.client_id).await?.ok_or_else(ApiError::internal)?;
+    let stored = rows::get_client(&state.deps.db, &client.client_id).await?.ok_or_else(ApiError::internal)?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(CreatedClient { client: stored, client_secret: secret }))
@@ -305,13 +305,13 @@ async fn delete_client(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(existing) = rows::get_client(&state.db, &id).await? else {
+    let Some(existing) = rows::get_client(&state.deps.db, &id).await? else {
         return Err(ApiError::not_found(format!("client {id} not found")));
     };
     if existing.source == Source::Config {
         return Err(owned_by_config("client", &id));
     }
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_client(&txn, &id).await?;
     audit::record(
         &txn,
@@ -321,7 +321,7 @@ async fn delete_client(
     .await
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
-    state.clients.invalidate(&id);
+    state.deps.clients.invalidate(&id);
     tracing::info!(client_id = %id, "client deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -364,12 +364,12 @@ impl From<StoredUser> for UserView {
 }
 
 async fn list_users(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let users: Vec<UserView> = rows::list_users(&state.db).await?.into_iter().map(UserView::from).collect();
+    let users: Vec<UserView> = rows::list_users(&state.deps.db).await?.into_iter().map(UserView::from).collect();
     Ok(HttpResponse::Ok().json(users))
 }
 
 async fn get_user(state: web::Data<AppState>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    match rows::find_user(&state.db, &user).await? {
+    match rows::find_user(&state.deps.db, &user).await? {
         Some(u) => Ok(HttpResponse::Ok().json(UserView::from(u))),
         None => Err(ApiError::not_found(format!("user {user} not found"))),
     }
@@ -401,7 +401,7 @@ async fn create_user(
         name: b.name,
     };
     validate_user("user", &user)?;
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::insert_user(&txn, &user, Source::Admin, clock::now()).await?;
     audit::record(
         &txn,
@@ -415,7 +415,7 @@ async fn create_user(
     .map_err(crate::store::StoreError::from)?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(user_id = %user.subject(), "user created");
-    let stored = rows::find_user(&state.db, user.subject()).await?.ok_or_else(ApiError::internal)?;
+    let stored = rows::find_user(&state.deps.db, user.subject()).await?.ok_or_else(ApiError::internal)?;
     Ok(HttpResponse::Created().json(UserView::from(stored)))
 }
 
@@ -424,13 +424,13 @@ async fn delete_user(
     state: web::Data<AppState>,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(existing) = rows::find_user(&state.db, &user).await? else {
+    let Some(existing) = rows::find_user(&state.deps.db, &user).await? else {
         return Err(ApiError::not_found(format!("user {user} not found")));
     };
     if existing.source == Source::Config {
         return Err(owned_by_config("user", &existing.username));
     }
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
     rows::delete_user(&txn, &existing.id).await?;
     audit::record(
         &txn,
@@ -449,9 +449,9 @@ async fn delete_user(
 async fn list_keys(state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     HttpResponse::Ok().json(serde_json::json!({
-        "store": state.keys.describe_store(),
-        "next_rotation_at": state.keys.next_rotation(now),
-        "keys": state.keys.list(now),
+        "store": state.deps.keys.describe_store(),
+        "next_rotation_at": state.deps.keys.next_rotation(now),
+        "keys": state.deps.keys.list(now),
     }))
 }
 
@@ -469,7 +469,7 @@ async fn rotate_keys(
 ) -> Result<HttpResponse, ApiError> {
     let immediate = body.map(|b| b.immediate).unwrap_or(false);
     let now = clock::now();
-    let info = state.keys.rotate(now, immediate).await.map_err(|e| match e {
+    let info = state.deps.keys.rotate(now, immediate).await.map_err(|e| match e {
         crate::keys::KeysError::Store(crate::keys::KeyStoreError::ReadOnly(_)) => ApiError::conflict(e.to_string()),
         other => {
             tracing::error!(error = "ErrKeyRotation", detail = %other, "key rotation failed");
@@ -477,7 +477,7 @@ async fn rotate_keys(
         }
     })?;
     let _ = audit::record(
-        &state.db,
+        &state.deps.db,
         clock::now_ms(),
         admin_event(
             &req,
@@ -538,7 +538,7 @@ async fn audit_events(state: web::Data<AppState>, q: web::Query<AuditQuery>) -> 
         after_id,
         limit,
     };
-    let rows = audit::query(&state.db, &query).await.map_err(crate::store::StoreError::from)?;
+    let rows = audit::query(&state.deps.db, &query).await.map_err(crate::store::StoreError::from)?;
     let next_cursor = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let events: Vec<serde_json::Value> = rows
         .into_iter()

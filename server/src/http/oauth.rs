@@ -83,7 +83,7 @@ fn form_body(req: &HttpRequest, body: &Bytes) -> Result<Form, Error> {
 /// The client's address for throttling and rate limits: the peer, or the
 /// forwarded address when the peer is one of `server.trusted_proxies`.
 pub fn client_addr(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
-    let cfg = state.config.load();
+    let cfg = state.deps.config.load();
     let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
     let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
     crate::limits::client_ip(req.peer_addr().map(|a| a.ip()), forwarded.as_deref(), &cfg.server.trusted_proxies)
@@ -110,7 +110,7 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let dpop: Vec<&str> = req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("")).collect();
     let result = match form_body(&req, &body) {
         Ok(form) => {
-            token::exchange(&state, form, auth, &dpop, client_addr(&state, &req), &ids, now, &mut outcome).await
+            token::exchange(&state.deps, form, auth, &dpop, client_addr(&state, &req), &ids, now, &mut outcome).await
         }
         Err(e) => Err(e),
     };
@@ -142,6 +142,7 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
             if e.kind.status() < 500 {
                 // A security-relevant failure: one audit row, with the request's trace id.
                 let _ = state
+                    .deps
                     .audit
                     .record(
                     clock::now_ms(),
@@ -167,7 +168,7 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
 #[tracing::instrument(name = "oauth.register", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
-    let cfg = state.config.load_full();
+    let cfg = state.deps.config.load_full();
     let fail = |e: Error| {
         denied(&state, &e, "client registration failed", None, None);
         cors(error_json(&e, false))
@@ -218,7 +219,7 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         return fail(Error::new(Kind::InvalidClientMetadata, "registration request larger than 64 KiB"));
     }
     if cfg.oauth.registration_max_clients > 0 {
-        match rows::count_clients(&state.db, Source::Dcr).await {
+        match rows::count_clients(&state.deps.db, Source::Dcr).await {
             Ok(n) if n >= cfg.oauth.registration_max_clients => {
                 tracing::warn!(clients = n, "dynamic registration refused: oauth.registration_max_clients reached");
                 return fail(
@@ -247,13 +248,13 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let registry = state.registry.get();
+    let registry = state.deps.registry.get();
     if let Some(r) = client.allowed_resources.iter().find(|r| !registry.resources.iter().any(|x| &x.resource == *r)) {
         return fail(Error::new(Kind::InvalidTarget, format!("allowed_resources: {r} is not a registered resource")));
     }
     let ids = ids(&req);
     let stored = async {
-        let txn = state.db.begin().await?;
+        let txn = state.deps.db.begin().await?;
         rows::insert_client(&txn, &client, Source::Dcr, now, Some(&extras)).await?;
         audit::record(
             &txn,
@@ -298,7 +299,7 @@ async fn authenticated_client(
     now: i64,
 ) -> Result<authplane_core::config::ClientConfig, Error> {
     let p = client_auth::presented(authorization(req), form.get("client_id"), form.get("client_secret"))?;
-    Ok(token::authenticate(state, &p, client_addr(state, req), now).await?.spec)
+    Ok(token::authenticate(&state.deps, &p, client_addr(state, req), now).await?.spec)
 }
 
 pub async fn revoke_endpoint(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
@@ -308,7 +309,7 @@ pub async fn revoke_endpoint(req: HttpRequest, body: Bytes, state: web::Data<App
         let form = form_body(&req, &body)?;
         let client = authenticated_client(&state, &req, &form, now).await?;
         let token = form.get("token").ok_or_else(|| Error::new(Kind::InvalidRequest, "token is required"))?;
-        revoke::revoke(&state, &client.client_id, token, form.get("token_type_hint"), &ids(&req), now).await?;
+        revoke::revoke(&state.deps, &client.client_id, token, form.get("token_type_hint"), &ids(&req), now).await?;
         Ok::<String, Error>(client.client_id)
     }
     .await;
@@ -336,7 +337,7 @@ pub async fn introspect_endpoint(req: HttpRequest, body: Bytes, state: web::Data
             return Err(Error::new(Kind::InvalidClient, "introspection needs a confidential client"));
         }
         let token = form.get("token").ok_or_else(|| Error::new(Kind::InvalidRequest, "token is required"))?;
-        revoke::introspect(&state, token, now).await
+        revoke::introspect(&state.deps, token, now).await
     }
     .await;
     match result {

@@ -52,12 +52,12 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
-    let cfg = state.config.load();
+    let cfg = state.deps.config.load();
     let issuer = cfg.server.issuer.clone();
     // Exactly the resources' scopes (checklist step 3); `offline_access` is
     // understood on requests but not advertised (MCP 2026-07-28 clients then
     // do not add it to challenges).
-    let scopes_supported = state.registry.get().scopes_supported.clone();
+    let scopes_supported = state.deps.registry.get().scopes_supported.clone();
     let auth_methods =
         || Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned(), "none".to_owned()]);
     use authplane_core::config::RegistrationPolicy;
@@ -110,7 +110,7 @@ async fn preflight() -> HttpResponse {
 }
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let body = state.keys.jwks(clock::now());
+    let body = state.deps.keys.jwks(clock::now());
     with_cors(
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
@@ -124,7 +124,7 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
 /// can change on config reload, so they are matched here rather than routed.
 async fn fallback(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let issuer_path = {
-        let cfg = state.config.load();
+        let cfg = state.deps.config.load();
         url::Url::parse(&cfg.server.issuer).map(|u| u.path().to_owned()).unwrap_or_default()
     };
     let path = req.path();

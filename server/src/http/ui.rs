@@ -70,12 +70,12 @@ struct ErrorPage<'a> {
 }
 
 fn issuer_host(state: &AppState) -> String {
-    let cfg = state.config.load();
+    let cfg = state.deps.config.load();
     url::Url::parse(&cfg.server.issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn secure_cookies(state: &AppState) -> bool {
-    state.config.load().server.issuer.starts_with("https://")
+    state.deps.config.load().server.issuer.starts_with("https://")
 }
 
 /// Security headers for every page.
@@ -171,7 +171,8 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         }
     };
     let client = match params.client_id.as_deref() {
-        Some(id) if id.len() <= 4096 => match clients::find_from(&state, id, now, client_addr(&state, &req)).await {
+        Some(id) if id.len() <= 4096 => match clients::find_from(&state.deps, id, now, client_addr(&state, &req)).await
+        {
             Ok(c) => c,
             Err(e) => {
                 denied(&state, &e, "authorization request refused", Some(id), None);
@@ -180,8 +181,8 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         },
         _ => None,
     };
-    let cfg = state.config.load_full();
-    let registry = state.registry.get();
+    let cfg = state.deps.config.load_full();
+    let registry = state.deps.registry.get();
     let (validated, grant) =
         match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &registry.resources, &cfg.oauth) {
             Ok(v) => v,
@@ -225,7 +226,7 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         created_at: now,
         expires_at: now + FLOW_TTL,
     };
-    if let Err(e) = rows::insert_auth_request(&state.db, row.clone()).await {
+    if let Err(e) = rows::insert_auth_request(&state.deps.db, row.clone()).await {
         let e: Error = e.into();
         return error_page(&state, &req, &e);
     }
@@ -247,7 +248,7 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
 
 async fn current_user(state: &AppState, req: &HttpRequest, now: i64) -> Option<String> {
     let sid = req.cookie(SESSION_COOKIE)?;
-    rows::session_user(&state.db, &random::sha256_hex(sid.value().as_bytes()), now).await.ok().flatten()
+    rows::session_user(&state.deps.db, &random::sha256_hex(sid.value().as_bytes()), now).await.ok().flatten()
 }
 
 /// The pending request, if it exists and belongs to this browser.
@@ -258,7 +259,7 @@ async fn flow(state: &AppState, req: &HttpRequest, id: &str, now: i64) -> Result
             "this sign-in request has expired or is unknown; start again from the application",
         )
     };
-    let row = rows::get_auth_request(&state.db, id, now).await?.ok_or_else(expired)?;
+    let row = rows::get_auth_request(&state.deps.db, id, now).await?.ok_or_else(expired)?;
     let nonce = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     if !random::secure_eq(random::sha256_hex(nonce.as_bytes()).as_bytes(), row.browser_sha256.as_bytes()) {
         return Err(Error::new(
@@ -293,7 +294,7 @@ async fn render_login(
     status: StatusCode,
     now: i64,
 ) -> HttpResponse {
-    let client_name = clients::find(state, &v.client_id, now)
+    let client_name = clients::find(&state.deps, &v.client_id, now)
         .await
         .ok()
         .flatten()
@@ -353,11 +354,11 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let addr = client_addr(&state, &req);
-    let limits = state.config.load().limits.clone();
+    let limits = state.deps.config.load().limits.clone();
     let now_ms = clock::now_ms();
     let subject = crate::limits::Subject::Login;
     if limits.failure_throttle
-        && let Some(ms) = state.throttle.blocked(subject, &username, addr, now_ms)
+        && let Some(ms) = state.deps.throttle.blocked(subject, &username, addr, now_ms)
     {
         let secs = (ms as u64).div_ceil(1000);
         let e = Error::new(Kind::LoginThrottled, format!("too many failed sign-ins; retry in {secs} s"));
@@ -372,7 +373,7 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return res;
     }
-    let user = match reg::find_user(&state.db, &username).await {
+    let user = match reg::find_user(&state.deps.db, &username).await {
         Ok(u) => u.filter(|u| u.username == username),
         Err(e) => return error_page(&state, &req, &e.into()),
     };
@@ -415,7 +416,7 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         denied(&state, &e, "login failed", Some(&v.client_id), None);
         let imposed_ms = if limits.failure_throttle {
             let schedule = crate::limits::Schedule::from_config(&limits);
-            state.throttle.failed(subject, &username, addr, now_ms, &schedule)
+            state.deps.throttle.failed(subject, &username, addr, now_ms, &schedule)
         } else {
             0
         };
@@ -437,12 +438,12 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
         .await;
     };
     if limits.failure_throttle {
-        state.throttle.succeeded(subject, &username, addr);
+        state.deps.throttle.succeeded(subject, &username, addr);
     }
     let sid = random::secret_token();
-    let ttl = state.config.load().oauth.login_session_ttl.as_secs() as i64;
+    let ttl = state.deps.config.load().oauth.login_session_ttl.as_secs() as i64;
     if let Err(e) =
-        rows::insert_session(&state.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await
+        rows::insert_session(&state.deps.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await
     {
         return error_page(&state, &req, &e.into());
     }
@@ -471,7 +472,7 @@ async fn login_audit(
 ) {
     let ids = ids(req);
     let _ = audit::record(
-        &state.db,
+        &state.deps.db,
         clock::now_ms(),
         AuditEvent {
             event_type,
@@ -506,8 +507,9 @@ const DUMMY_HASH: &str =
 async fn missing_consent(state: &AppState, user_id: &str, v: &Validated) -> Result<Vec<(String, Vec<String>)>, Error> {
     let mut out = Vec::new();
     for r in &v.resources {
-        let have = rows::consented_scopes(&state.db, user_id, &v.client_id, r).await?.unwrap_or_default();
+        let have = rows::consented_scopes(&state.deps.db, user_id, &v.client_id, r).await?.unwrap_or_default();
         let needed = state
+            .deps
             .registry
             .get()
             .resources
@@ -540,15 +542,19 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
         // Remembered consent covers every scope: no page.
         return finish(&state, &req, &row, &v, &user_id, false, now).await;
     }
-    let client_name = clients::find(&state, &v.client_id, now)
+    let client_name = clients::find(&state.deps, &v.client_id, now)
         .await
         .ok()
         .flatten()
         .map(|c| c.display_name)
         .unwrap_or_else(|| v.client_id.clone());
-    let username =
-        reg::find_user(&state.db, &user_id).await.ok().flatten().map(|u| u.username).unwrap_or_else(|| user_id.clone());
-    let registry = state.registry.get();
+    let username = reg::find_user(&state.deps.db, &user_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|u| u.username)
+        .unwrap_or_else(|| user_id.clone());
+    let registry = state.deps.registry.get();
     let resources = missing
         .into_iter()
         .map(|(uri, new_scopes)| {
@@ -595,10 +601,10 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
         Some("deny") => {
             let e = Error::new(Kind::AccessDenied, "the user denied access");
             denied(&state, &e, "authorization denied", Some(&v.client_id), v.resources.first().map(String::as_str));
-            let _ = rows::delete_auth_request(&state.db, &row.id).await;
+            let _ = rows::delete_auth_request(&state.deps.db, &row.id).await;
             let ids = ids(&req);
             let _ = audit::record(
-                &state.db,
+                &state.deps.db,
                 clock::now_ms(),
                 AuditEvent {
                     event_type: "consent_denied",
@@ -612,7 +618,7 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
                 },
             )
             .await;
-            let issuer = state.config.load().server.issuer.clone();
+            let issuer = state.deps.config.load().server.issuer.clone();
             to_client(
                 &v.redirect_uri,
                 &[("error", "access_denied"), ("error_description", "the user denied access")],
@@ -635,11 +641,11 @@ async fn finish(
     granted_now: bool,
     now: i64,
 ) -> HttpResponse {
-    let cfg = state.config.load_full();
+    let cfg = state.deps.config.load_full();
     let code = random::secret_token();
     let ids = ids(req);
     let result = async {
-        let txn = state.db.begin().await?;
+        let txn = state.deps.db.begin().await?;
         if granted_now {
             for r in &v.resources {
                 let mut scopes = rows::consented_scopes(&txn, user_id, &v.client_id, r).await?.unwrap_or_default();

@@ -5,7 +5,7 @@ use authplane_core::config::ClientConfig;
 
 use super::cimd;
 use super::error::{Error, Kind};
-use crate::app::AppState;
+use crate::oauth::Deps;
 use crate::store::registry as rows;
 
 /// A client as the protocol sees it.
@@ -51,36 +51,36 @@ impl Cache {
     }
 }
 
-pub async fn find(state: &AppState, client_id: &str, now: i64) -> Result<Option<Client>, Error> {
-    find_from(state, client_id, now, None).await
+pub async fn find(deps: &Deps, client_id: &str, now: i64) -> Result<Option<Client>, Error> {
+    find_from(deps, client_id, now, None).await
 }
 
 /// [`find`] for a request from `addr`: a metadata-document fetch it causes
 /// counts against that address's `limits.cimd_fetches_per_minute`.
 pub async fn find_from(
-    state: &AppState,
+    deps: &Deps,
     client_id: &str,
     now: i64,
     addr: Option<std::net::IpAddr>,
 ) -> Result<Option<Client>, Error> {
-    if let Some(c) = state.clients.get(client_id, now) {
+    if let Some(c) = deps.clients.get(client_id, now) {
         return Ok(Some(c));
     }
-    if let Some(c) = rows::get_client(&state.db, client_id).await? {
+    if let Some(c) = rows::get_client(&deps.db, client_id).await? {
         let display_name = c.spec.client_name.clone().unwrap_or_else(|| c.spec.client_id.clone());
         let client = Client { spec: c.spec, display_name, from_metadata_document: false };
-        state.clients.put(&client, now);
+        deps.clients.put(&client, now);
         return Ok(Some(client));
     }
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let url_id =
         client_id.starts_with("https://") || (cfg.oauth.cimd_allow_loopback && client_id.starts_with("http://"));
     if cfg.oauth.client_id_metadata_documents && url_id {
         let per_minute = cfg.limits.cimd_fetches_per_minute;
-        let doc = state
+        let doc = deps
             .cimd
             .resolve(client_id, &cfg.oauth, cfg.limits.cimd_failure_cache.as_secs() as i64, now, || {
-                state.cimd_rate.check(addr, per_minute)
+                deps.cimd_rate.check(addr, per_minute)
             })
             .await
             .map_err(|e| match e {

@@ -6,7 +6,7 @@
 use authplane_core::dpop::{self, DpopError, Expect, Nonces, Reason};
 
 use super::error::Error;
-use crate::app::AppState;
+use crate::oauth::Deps;
 
 /// Seconds a proof's `iat` may be ahead of our clock (the project-wide skew).
 pub const IAT_LEEWAY: i64 = 30;
@@ -25,30 +25,30 @@ pub struct Accepted {
 }
 
 /// The nonce key: the configured secret, or the process's random one.
-pub fn nonces(state: &AppState) -> Option<Nonces> {
-    let cfg = state.config.load();
+pub fn nonces(deps: &Deps) -> Option<Nonces> {
+    let cfg = deps.config.load();
     if !cfg.oauth.dpop_nonce {
         return None;
     }
     let secret = match &cfg.oauth.dpop_nonce_secret {
         Some(s) => s.expose().as_bytes().to_vec(),
-        None => state.dpop_nonce_key.to_vec(),
+        None => deps.dpop_nonce_key.to_vec(),
     };
     Some(Nonces::new(&secret, NONCE_STEP, NONCE_PREVIOUS_STEPS))
 }
 
 /// Checks the `DPoP` header values of a token request: none = no DPoP;
 /// one = a proof that must pass; several = refused (RFC 9449 §4.3 rule 1).
-pub async fn check_token_request(state: &AppState, headers: &[&str], now: i64) -> Result<Option<Accepted>, Error> {
+pub async fn check_token_request(deps: &Deps, headers: &[&str], now: i64) -> Result<Option<Accepted>, Error> {
     let proof = match headers {
         [] => return Ok(None),
         [one] => *one,
         _ => return Err(Error::dpop(DpopError::new(Reason::Malformed, "send exactly one DPoP header"))),
     };
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let url = format!("{}/oauth/token", cfg.server.issuer);
     let max_age = cfg.oauth.dpop_proof_max_age.as_secs() as i64;
-    let nonces = nonces(state);
+    let nonces = nonces(deps);
     let want = Expect {
         method: "POST",
         url: &url,
@@ -69,7 +69,7 @@ pub async fn check_token_request(state: &AppState, headers: &[&str], now: i64) -
     })?;
     // Kept until the proof could no longer pass the iat window.
     let expires_at = p.iat.max(now) + max_age + 1;
-    if !state.dpop_replay.remember(&p.jkt, &p.jti, expires_at).await? {
+    if !deps.dpop_replay.remember(&p.jkt, &p.jti, expires_at).await? {
         return Err(Error::dpop(DpopError::new(
             Reason::Replay,
             "DPoP proof was already used (jti seen before): sign a new proof for every request",

@@ -1,10 +1,16 @@
-//! The OAuth 2.1 protocol rules (ARCHITECTURE §3). No actix or sea-orm types
-//! in signatures of the pure parts; the current time is passed in.
+//! The OAuth 2.1 protocol rules (ARCHITECTURE §3). Services take what they
+//! need as one narrow value, [`Deps`] (database, keys, registry, caches,
+//! audit sink, config snapshot, clock, id source), never the HTTP layer's
+//! state; nothing here imports `crate::app`, `crate::http` or actix. No
+//! sea-orm types in signatures of the pure parts; the current time is passed
+//! in, and what is read inside (audit timestamps, token ids) comes from
+//! `Deps::clock` and `Deps::ids`, which the unit tests fix.
 
 pub mod authorize;
 pub mod cimd;
 pub mod client_auth;
 pub mod clients;
+pub mod deps;
 pub mod dpop;
 pub mod error;
 pub mod form;
@@ -15,4 +21,8 @@ pub mod revoke;
 pub mod scopes;
 pub mod token;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use deps::Deps;
 pub use error::{Error, Kind, Result};

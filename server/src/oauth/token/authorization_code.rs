@@ -5,7 +5,7 @@ use authplane_core::config::{ClientConfig, GrantType};
 use sea_orm::TransactionTrait;
 
 use super::{Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, revoke_family_for};
-use crate::app::AppState;
+use crate::oauth::Deps;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::pkce;
@@ -14,7 +14,7 @@ use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth::{self as rows, FamilyRow};
 
 pub async fn exchange(
-    state: &AppState,
+    deps: &Deps,
     client: &ClientConfig,
     form: &Form,
     jkt: Option<&str>,
@@ -26,7 +26,7 @@ pub async fn exchange(
     let verifier =
         form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
     let digest = sha256_hex(code.as_bytes());
-    let Some(row) = rows::get_code(&state.db, &digest).await? else {
+    let Some(row) = rows::get_code(&deps.db, &digest).await? else {
         return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
     };
     let resources: Vec<String> = serde_json::from_str(&row.resources).unwrap_or_default();
@@ -36,7 +36,7 @@ pub async fn exchange(
         return Err(Error::new(Kind::InvalidGrant, "authorization code was issued to another client"));
     }
     if row.consumed_at.is_some() {
-        revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
+        revoke_family_for(deps, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
         return Err(Error::new(
             Kind::CodeReplay,
             "authorization code was already used; the tokens it issued are revoked",
@@ -62,13 +62,13 @@ pub async fn exchange(
     }
     let aud = narrow_resources(&form.resource, &resources)?;
 
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let refresh_allowed = client.grant_types.contains(&GrantType::RefreshToken);
-    let txn = state.db.begin().await?;
+    let txn = deps.db.begin().await?;
     if !rows::consume_code(&txn, &digest, now).await? {
         // Lost a race with a concurrent exchange of the same code.
         drop(txn);
-        revoke_family_for(state, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
+        revoke_family_for(deps, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
         return Err(Error::new(
             Kind::CodeReplay,
             "authorization code was already used; the tokens it issued are revoked",
@@ -99,7 +99,7 @@ pub async fn exchange(
         None
     };
     let (access_token, expires_in) = issue_access(
-        state,
+        deps,
         &txn,
         Subject {
             sub: &row.user_id,
@@ -114,7 +114,7 @@ pub async fn exchange(
     .await?;
     audit::record(
         &txn,
-        crate::clock::now_ms(),
+        deps.clock.now_ms(),
         AuditEvent {
             event_type: "token_issued",
             outcome: "success",

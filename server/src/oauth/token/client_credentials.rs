@@ -4,14 +4,14 @@
 use authplane_core::config::ClientConfig;
 
 use super::{Outcome, RequestIds, Subject, TokenResponse, issue_access};
-use crate::app::AppState;
+use crate::oauth::Deps;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::scopes;
 use crate::store::audit::AuditEvent;
 
 pub async fn exchange(
-    state: &AppState,
+    deps: &Deps,
     client: &ClientConfig,
     form: &Form,
     jkt: Option<&str>,
@@ -30,24 +30,24 @@ pub async fn exchange(
             "client_credentials needs allowed_resources: list the resources this client may get tokens for",
         ));
     }
-    let registry = state.registry.get();
+    let registry = deps.registry.get();
     let resources = scopes::select_resources(&form.resource, client, &registry.resources)?;
     outcome.resource = resources.first().map(|r| r.to_string());
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let grant = scopes::select_scopes(form.get("scope"), &resources, client, &registry.resources, &cfg.oauth)?;
     let aud: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
     let scope = grant.scope_string();
     let (access_token, expires_in) = issue_access(
-        state,
-        &state.db,
+        deps,
+        &deps.db,
         Subject { sub: &client.client_id, client_id: &client.client_id, aud: &aud, scope: &scope, family: None, jkt },
         now,
     )
     .await?;
-    state
+    deps
         .audit
         .record(
-            crate::clock::now_ms(),
+            deps.clock.now_ms(),
             AuditEvent {
                 event_type: "token_issued",
                 outcome: "success",

@@ -14,7 +14,7 @@ use super::clients;
 use super::error::{Error, Kind};
 use super::form::Form;
 use super::jwt::{self, AccessClaims};
-use crate::app::AppState;
+use crate::oauth::Deps;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth as rows;
 
@@ -67,23 +67,23 @@ fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
 /// Finds and authenticates the client behind `presented`, with failed
 /// attempts throttled per (client id, address), client id and address.
 pub(crate) async fn authenticate(
-    state: &AppState,
+    deps: &Deps,
     presented: &Presented,
     addr: Option<std::net::IpAddr>,
     now: i64,
 ) -> Result<clients::Client, Error> {
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let throttle = cfg.limits.failure_throttle;
     let now_ms = now.saturating_mul(1000);
     let subject = crate::limits::Subject::Client;
-    if throttle && let Some(ms) = state.throttle.blocked(subject, &presented.client_id, addr, now_ms) {
+    if throttle && let Some(ms) = deps.throttle.blocked(subject, &presented.client_id, addr, now_ms) {
         return Err(Error::new(
             Kind::ClientThrottled,
             "too many failed client authentications for this client; retry after the Retry-After seconds",
         )
         .retry_after((ms as u64).div_ceil(1000)));
     }
-    let found = clients::find_from(state, &presented.client_id, now, addr).await?;
+    let found = clients::find_from(deps, &presented.client_id, now, addr).await?;
     let result = match found {
         Some(c) => client_auth::verify(&c.spec, presented).map(|()| c),
         None => Err(Error::new(Kind::InvalidClient, "client authentication failed")),
@@ -92,10 +92,10 @@ pub(crate) async fn authenticate(
         match &result {
             Err(e) if e.kind == Kind::InvalidClient => {
                 let schedule = crate::limits::Schedule::from_config(&cfg.limits);
-                state.throttle.failed(subject, &presented.client_id, addr, now_ms, &schedule);
+                deps.throttle.failed(subject, &presented.client_id, addr, now_ms, &schedule);
             }
             Ok(c) if c.spec.token_endpoint_auth_method.is_confidential() => {
-                state.throttle.succeeded(subject, &presented.client_id, addr)
+                deps.throttle.succeeded(subject, &presented.client_id, addr)
             }
             _ => {}
         }
@@ -107,7 +107,7 @@ pub(crate) async fn authenticate(
 #[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange(
-    state: &AppState,
+    deps: &Deps,
     form: Form,
     authorization: Option<&str>,
     dpop_headers: &[&str],
@@ -123,7 +123,7 @@ pub async fn exchange(
     let presented: Presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
     outcome.client_id = Some(presented.client_id.clone());
     span.record("client_id", presented.client_id.as_str());
-    let client = authenticate(state, &presented, addr, now).await?;
+    let client = authenticate(deps, &presented, addr, now).await?;
     if !client.spec.grant_types.contains(&grant) {
         return Err(Error::new(Kind::UnauthorizedClient, format!("client may not use the {} grant", grant.as_str())));
     }
@@ -132,7 +132,7 @@ pub async fn exchange(
     outcome.resource = form.resource.first().cloned();
     // RFC 9449 §5: a proof on any grant; checked (and its jti spent) once
     // the client is known, so strangers cannot fill the replay store.
-    let proof = super::dpop::check_token_request(state, dpop_headers, now).await?;
+    let proof = super::dpop::check_token_request(deps, dpop_headers, now).await?;
     if let Some(p) = &proof {
         outcome.dpop_jkt = Some(p.jkt.clone());
         outcome.dpop_nonce.clone_from(&p.next_nonce);
@@ -143,11 +143,11 @@ pub async fn exchange(
     }
     let result = match grant {
         GrantType::AuthorizationCode => {
-            authorization_code::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await
+            authorization_code::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await
         }
-        GrantType::RefreshToken => refresh_token::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await,
+        GrantType::RefreshToken => refresh_token::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await,
         GrantType::ClientCredentials => {
-            client_credentials::exchange(state, &client.spec, &form, jkt, ids, now, outcome).await
+            client_credentials::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await
         }
     };
     if let Some(r) = &outcome.resource {
@@ -171,19 +171,19 @@ pub(crate) struct Subject<'a> {
 /// Signs an access token and, for user grants, records its `jti` in the
 /// family so that revoking the family revokes it too.
 pub(crate) async fn issue_access<C: ConnectionTrait>(
-    state: &AppState,
+    deps: &Deps,
     conn: &C,
     who: Subject<'_>,
     now: i64,
 ) -> Result<(String, i64), Error> {
     let Subject { sub, client_id, aud, scope, family, jkt } = who;
     if jkt.is_none() {
-        let registry = state.registry.get();
+        let registry = deps.registry.get();
         if let Some(r) = registry.resources.iter().find(|r| r.dpop_required && aud.contains(&r.resource.to_string())) {
             return Err(super::dpop::required(&format!("resource {} has dpop_required", r.resource)));
         }
     }
-    let cfg = state.config.load();
+    let cfg = deps.config.load();
     let ttl = cfg.oauth.access_token_ttl.as_secs() as i64;
     let claims = AccessClaims {
         iss: cfg.server.issuer.clone(),
@@ -193,10 +193,10 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
         scope: scope.to_owned(),
         iat: now,
         exp: now + ttl,
-        jti: crate::random::id(""),
+        jti: deps.ids.id(""),
         cnf: jkt.map(|j| jwt::Confirmation { jkt: j.to_owned() }),
     };
-    let token = jwt::mint(&state.keys, &claims, now)?;
+    let token = jwt::mint(&deps.keys, &claims, now)?;
     if let Some(f) = family {
         rows::insert_access(conn, claims.jti.clone(), Some(f.to_owned()), client_id.to_owned(), claims.exp).await?;
     }
@@ -206,7 +206,7 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
 /// Revokes a family after a replayed code or a reused refresh token, with
 /// the audit row, in one transaction.
 pub(crate) async fn revoke_family_for(
-    state: &AppState,
+    deps: &Deps,
     family_id: &str,
     client_id: &str,
     user_id: &str,
@@ -215,11 +215,11 @@ pub(crate) async fn revoke_family_for(
     now: i64,
 ) -> Result<(), Error> {
     use sea_orm::TransactionTrait;
-    let txn = state.db.begin().await?;
+    let txn = deps.db.begin().await?;
     let was_live = rows::revoke_family(&txn, family_id, now).await?;
     audit::record(
         &txn,
-        crate::clock::now_ms(),
+        deps.clock.now_ms(),
         AuditEvent {
             event_type: "token_revoked",
             outcome: "success",
@@ -277,3 +277,6 @@ pub(crate) fn narrow_scope(requested: Option<&str>, granted: &str) -> Result<Str
     }
     Ok(out.join(" "))
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use sea_orm::TransactionTrait;
 use super::{
     Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, narrow_scope, revoke_family_for,
 };
-use crate::app::AppState;
+use crate::oauth::Deps;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::random::{secret_token, sha256_hex};
@@ -16,7 +16,7 @@ use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth as rows;
 
 pub async fn exchange(
-    state: &AppState,
+    deps: &Deps,
     client: &ClientConfig,
     form: &Form,
     jkt: Option<&str>,
@@ -28,8 +28,8 @@ pub async fn exchange(
         form.get("refresh_token").ok_or_else(|| Error::new(Kind::InvalidRequest, "refresh_token is required"))?;
     let digest = sha256_hex(token.as_bytes());
     let invalid = || Error::new(Kind::InvalidGrant, "unknown, expired or revoked refresh token");
-    let row = rows::get_refresh(&state.db, &digest).await?.ok_or_else(invalid)?;
-    let family = rows::get_family(&state.db, &row.family_id).await?.ok_or_else(invalid)?;
+    let row = rows::get_refresh(&deps.db, &digest).await?.ok_or_else(invalid)?;
+    let family = rows::get_family(&deps.db, &row.family_id).await?.ok_or_else(invalid)?;
     let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
     outcome.resource = granted_resources.first().cloned();
     outcome.user_id = Some(family.user_id.clone());
@@ -48,7 +48,7 @@ pub async fn exchange(
         return Err(crate::oauth::dpop::key_mismatch("the refresh token"));
     }
     if let Some(rotated_at) = row.rotated_at {
-        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
+        return reused(deps, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     if family.expires_at <= now {
         return Err(invalid());
@@ -57,16 +57,16 @@ pub async fn exchange(
     let aud = narrow_resources(&form.resource, &granted_resources)?;
 
     let next = secret_token();
-    let txn = state.db.begin().await?;
+    let txn = deps.db.begin().await?;
     if !rows::rotate_refresh(&txn, &digest, &seal(token, &next), now).await? {
         // Another request (or replica) rotated it first: read what it kept.
         drop(txn);
-        let row = rows::get_refresh(&state.db, &digest).await?.ok_or_else(invalid)?;
+        let row = rows::get_refresh(&deps.db, &digest).await?.ok_or_else(invalid)?;
         let rotated_at = row.rotated_at.unwrap_or(now);
-        return reused(state, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
+        return reused(deps, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
-    complete(state, txn, &family, aud, scope, next, jkt, ids, now, false).await
+    complete(deps, txn, &family, aud, scope, next, jkt, ids, now, false).await
 }
 
 /// A spent refresh token presented again. Within `oauth.refresh_reuse_interval`
@@ -76,7 +76,7 @@ pub async fn exchange(
 /// §4.14.2): the family is revoked.
 #[allow(clippy::too_many_arguments)]
 async fn reused(
-    state: &AppState,
+    deps: &Deps,
     family: &crate::store::entities::token_family::Model,
     sealed: Option<&str>,
     token: &str,
@@ -86,10 +86,10 @@ async fn reused(
     ids: &RequestIds,
     now: i64,
 ) -> Result<TokenResponse, Error> {
-    let interval = state.config.load().oauth.refresh_reuse_interval.as_secs() as i64;
+    let interval = deps.config.load().oauth.refresh_reuse_interval.as_secs() as i64;
     let successor = if interval > 0 && now - rotated_at <= interval && family.expires_at > now {
         match sealed.and_then(|s| open(token, s)) {
-            Some(next) => match rows::get_refresh(&state.db, &sha256_hex(next.as_bytes())).await? {
+            Some(next) => match rows::get_refresh(&deps.db, &sha256_hex(next.as_bytes())).await? {
                 Some(r) if r.rotated_at.is_none() => Some(next),
                 _ => None,
             },
@@ -99,7 +99,7 @@ async fn reused(
         None
     };
     let Some(next) = successor else {
-        revoke_family_for(state, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
+        revoke_family_for(deps, &family.id, &family.client_id, &family.user_id, "refresh_reuse", ids, now).await?;
         return Err(Error::new(
             Kind::RefreshReuse,
             "refresh token was already used; every token of this grant is revoked",
@@ -109,15 +109,15 @@ async fn reused(
     let scope = narrow_scope(form.get("scope"), &family.scope)?;
     let aud = narrow_resources(&form.resource, &granted_resources)?;
     tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");
-    let txn = state.db.begin().await?;
-    complete(state, txn, family, aud, scope, next, jkt, ids, now, true).await
+    let txn = deps.db.begin().await?;
+    complete(deps, txn, family, aud, scope, next, jkt, ids, now, true).await
 }
 
 /// The grant's tail, in `txn`: the access token that goes with refresh token
 /// `next`, the `token_refreshed` audit row, the commit.
 #[allow(clippy::too_many_arguments)]
 async fn complete(
-    state: &AppState,
+    deps: &Deps,
     txn: sea_orm::DatabaseTransaction,
     family: &crate::store::entities::token_family::Model,
     aud: Vec<String>,
@@ -129,7 +129,7 @@ async fn complete(
     within_reuse_interval: bool,
 ) -> Result<TokenResponse, Error> {
     let (access_token, expires_in) = issue_access(
-        state,
+        deps,
         &txn,
         Subject {
             sub: &family.user_id,
@@ -148,7 +148,7 @@ async fn complete(
     }
     audit::record(
         &txn,
-        crate::clock::now_ms(),
+        deps.clock.now_ms(),
         AuditEvent {
             event_type: "token_refreshed",
             outcome: "success",
