@@ -1,13 +1,13 @@
-//! Start-up, shared state, background maintenance and graceful shutdown.
+//! The composition root: start-up (storage, keys, the shared state), background
+//! maintenance, config reloads and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
-use authplane_core::Secret;
 use authplane_core::config::{KeyStoreKind, Loaded};
 use tokio::sync::Mutex;
 
@@ -15,54 +15,9 @@ use crate::http::observe::Observer;
 use crate::keys::{KeyManager, KeyStore, Timings};
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::registry::Registry;
-use crate::store::{self, DbInfo};
+use crate::state::AppState;
+use crate::store;
 use crate::{clock, configfile, http};
-
-/// Everything a handler may need, shared by both listeners.
-pub struct AppState {
-    /// What the OAuth service needs (`oauth::Deps`): handlers pass `&state.deps`.
-    pub deps: crate::oauth::Deps,
-    pub config_path: Option<PathBuf>,
-    /// `--registry-dir`: fragments that extend the config file.
-    pub registry_dir: Option<PathBuf>,
-    pub db_info: DbInfo,
-    pub metrics: Arc<Metrics>,
-    pub admin_key: ArcSwap<Option<Secret<String>>>,
-    /// Concurrent argon2 verifications (sized at start).
-    pub hash_gate: crate::limits::HashGate,
-    /// argon2 working memory, one buffer per hashing slot, reused.
-    pub password_memory: crate::password::Memory,
-    pub registration_rate: crate::limits::PerAddressRate,
-    health: Mutex<Option<(Instant, bool)>>,
-}
-
-const HEALTH_CACHE: Duration = Duration::from_secs(1);
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-
-impl AppState {
-    /// The DB health, probed at most once a second; logs transitions.
-    pub async fn db_healthy(&self) -> bool {
-        let mut cached = self.health.lock().await;
-        if let Some((at, ok)) = *cached
-            && at.elapsed() < HEALTH_CACHE
-        {
-            return ok;
-        }
-        let result = store::probe(&self.deps.db, &self.db_info, clock::now(), HEALTH_TIMEOUT).await;
-        let ok = result.is_ok();
-        let was = cached.map(|(_, ok)| ok);
-        match (&result, was) {
-            (Err(e), Some(true) | None) => {
-                tracing::error!(error = "ErrDatabaseUnavailable", detail = %e, db = %self.db_info.kind, "database health check failed")
-            }
-            (Ok(()), Some(false)) => tracing::info!(db = %self.db_info.kind, "database reachable again"),
-            _ => {}
-        }
-        self.metrics.db_up.set(i64::from(ok));
-        *cached = Some((Instant::now(), ok));
-        ok
-    }
-}
 
 /// Sets up storage and keys (failing with one line on any problem), then
 /// serves until SIGTERM/SIGINT.

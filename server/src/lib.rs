@@ -19,5 +19,6 @@ pub mod oauth;
 pub mod password;
 pub mod random;
 pub mod registry;
+pub mod state;
 pub mod store;
 pub mod telemetry;

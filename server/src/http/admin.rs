@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, json_error, query_error};
 use super::observe::RequestContext;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::registry::{self as rows, Source, StoredUser};
 use crate::{clock, password, random};

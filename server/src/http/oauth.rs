@@ -10,12 +10,12 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sea_orm::TransactionTrait;
 
 use super::observe::RequestContext;
-use crate::app::AppState;
 use crate::metrics::GrantLabels;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::token::{self, Outcome, RequestIds};
 use crate::oauth::{client_auth, register, revoke};
+use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::registry::{self as rows, Source};
 use crate::{clock, random};

@@ -7,8 +7,8 @@ use authplane_core::metadata::{AuthorizationServerMetadata, well_known_paths};
 use actix_web::http::Method;
 
 use super::{oauth, ui};
-use crate::app::AppState;
 use crate::clock;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))

@@ -13,11 +13,11 @@ use sea_orm::TransactionTrait;
 use tracing::Instrument;
 
 use super::oauth::{MAX_FORM, client_addr, denied, ids};
-use crate::app::AppState;
 use crate::oauth::authorize::{self, Failure, Params, Validated};
 use crate::oauth::clients;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
+use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::oauth::{self as rows, AuthRequestRow, CodeRow};
 use crate::store::registry as reg;

@@ -12,14 +12,12 @@ use authplane_core::config::{ClientConfig, GrantType, OAuthConfig, TokenEndpoint
 use authplane_core::redirect::RedirectUri;
 use serde::Deserialize;
 
-use super::clients::{Client, from_document};
-
 const MAX_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_TTL: i64 = 300;
 const MAX_TTL: i64 = 86_400;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Document {
     pub client_id: String,
     #[serde(default)]
@@ -52,7 +50,7 @@ impl Document {
 
 #[derive(Default)]
 pub struct Cache {
-    entries: Mutex<HashMap<String, (i64, Client)>>,
+    entries: Mutex<HashMap<String, (i64, Document)>>,
     /// Recent failures, so that `?n=1`, `?n=2`… cannot force a fetch per
     /// request for the same broken id.
     failures: Mutex<HashMap<String, i64>>,
@@ -155,7 +153,7 @@ impl Cache {
         failure_ttl: i64,
         now: i64,
         rate: impl FnOnce() -> Result<(), u64>,
-    ) -> Result<Client, ResolveError> {
+    ) -> Result<Document, ResolveError> {
         if let Some((exp, c)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(client_id)
             && *exp > now
         {
@@ -185,13 +183,12 @@ impl Cache {
                 return Err(ResolveError::Unusable(if e.public { e.detail } else { GENERIC.to_owned() }));
             }
         };
-        let client = from_document(doc);
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, (exp, _)| *exp > now);
         }
-        map.insert(client_id.to_owned(), (now + ttl, client.clone()));
-        Ok(client)
+        map.insert(client_id.to_owned(), (now + ttl, doc.clone()));
+        Ok(doc)
     }
 }
 

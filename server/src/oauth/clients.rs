@@ -90,12 +90,12 @@ pub async fn find_from(
                 }
                 cimd::ResolveError::Unusable(why) => Error::new(Kind::InvalidClient, why),
             })?;
-        return Ok(Some(doc));
+        return Ok(Some(from_document(doc)));
     }
     Ok(None)
 }
 
-pub(crate) fn from_document(doc: cimd::Document) -> Client {
+fn from_document(doc: cimd::Document) -> Client {
     let display_name = doc.client_name.clone().unwrap_or_else(|| doc.client_id.clone());
     Client { spec: doc.into_client_config(), display_name, from_metadata_document: true }
 }
