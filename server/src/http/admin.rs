@@ -146,7 +146,7 @@ async fn create_resource(
     let r = body.into_inner();
     validate_resource("resource", &r)?;
     let now = clock::now();
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::insert_resource(&txn, &r, Source::Admin, now).await?;
     audit::record(
         &txn,
@@ -156,9 +156,8 @@ async fn create_resource(
             ..admin_event(&req, "resource_created", serde_json::json!({"scopes": r.scopes}))
         },
     )
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    .await?;
+    txn.commit().await?;
     state.deps.registry.refresh(&state.deps.db).await?;
     tracing::info!(resource = %r.resource, "resource created");
     let stored = rows::get_resource(&state.deps.db, &r.resource).await?;
@@ -177,7 +176,7 @@ async fn delete_resource(
     if existing.source == Source::Config {
         return Err(owned_by_config("resource", uri.as_str()));
     }
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::delete_resource(&txn, &uri).await?;
     audit::record(
         &txn,
@@ -187,9 +186,8 @@ async fn delete_resource(
             ..admin_event(&req, "resource_deleted", serde_json::Value::Null)
         },
     )
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    .await?;
+    txn.commit().await?;
     state.deps.registry.refresh(&state.deps.db).await?;
     tracing::info!(resource = %uri, "resource deleted");
     Ok(HttpResponse::NoContent().finish())
@@ -284,15 +282,15 @@ async fn create_client(
     let known = state.deps.registry.get();
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
     let now = clock::now();
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::insert_client(&txn, &client, Source::Admin, now, None).await?;
     audit::record(&txn, clock::now_ms(), AuditEvent {
         client_id: Some(client.client_id.clone()),
         ..admin_event(&req, "client_registered", serde_json::json!({"via": "admin", "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str()}))
     })
     .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    ?;
+    txn.commit().await?;
     tracing::info!(client_id = %client.client_id, "client created");
     let stored = rows::get_client(&state.deps.db, &client.client_id).await?.ok_or_else(ApiError::internal)?;
     Ok(HttpResponse::Created()
@@ -311,16 +309,15 @@ async fn delete_client(
     if existing.source == Source::Config {
         return Err(owned_by_config("client", &id));
     }
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::delete_client(&txn, &id).await?;
     audit::record(
         &txn,
         clock::now_ms(),
         AuditEvent { client_id: Some(id.to_string()), ..admin_event(&req, "client_deleted", serde_json::Value::Null) },
     )
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    .await?;
+    txn.commit().await?;
     state.deps.clients.invalidate(&id);
     tracing::info!(client_id = %id, "client deleted");
     Ok(HttpResponse::NoContent().finish())
@@ -401,7 +398,7 @@ async fn create_user(
         name: b.name,
     };
     validate_user("user", &user)?;
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::insert_user(&txn, &user, Source::Admin, clock::now()).await?;
     audit::record(
         &txn,
@@ -411,9 +408,8 @@ async fn create_user(
             ..admin_event(&req, "user_created", serde_json::json!({"username": user.username}))
         },
     )
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    .await?;
+    txn.commit().await?;
     tracing::info!(user_id = %user.subject(), "user created");
     let stored = rows::find_user(&state.deps.db, user.subject()).await?.ok_or_else(ApiError::internal)?;
     Ok(HttpResponse::Created().json(UserView::from(stored)))
@@ -430,16 +426,15 @@ async fn delete_user(
     if existing.source == Source::Config {
         return Err(owned_by_config("user", &existing.username));
     }
-    let txn = state.deps.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = state.deps.db.begin().await?;
     rows::delete_user(&txn, &existing.id).await?;
     audit::record(
         &txn,
         clock::now_ms(),
         AuditEvent { user_id: Some(existing.id.clone()), ..admin_event(&req, "user_deleted", serde_json::Value::Null) },
     )
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    .await?;
+    txn.commit().await?;
     tracing::info!(user_id = %existing.id, "user deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -538,7 +533,7 @@ async fn audit_events(state: web::Data<AppState>, q: web::Query<AuditQuery>) -> 
         after_id,
         limit,
     };
-    let rows = audit::query(&state.deps.db, &query).await.map_err(crate::store::StoreError::from)?;
+    let rows = audit::query(&state.deps.db, &query).await?;
     let next_cursor = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
     let events: Vec<serde_json::Value> = rows
         .into_iter()

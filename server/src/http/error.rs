@@ -2,9 +2,10 @@
 //! RFC 6749 §5.2 shape (`error`, `error_description`) on every endpoint.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
+use actix_web::http::header::{self, CACHE_CONTROL, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::oauth::error::{Error, Kind};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -12,11 +13,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub error: &'static str,
     pub description: String,
+    /// What failed underneath: its log name and detail, logged when the
+    /// response is built; never sent.
+    pub cause: Option<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        ApiError { status, error, description: description.into() }
+        ApiError { status, error, description: description.into(), cause: None }
     }
 
     pub fn bad_request(description: impl Into<String>) -> Self {
@@ -64,6 +68,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Some((name, detail)) = &self.cause {
+            tracing::error!(error = *name, detail = %detail, "request failed: {}", self.description);
+        }
         let mut b = HttpResponse::build(self.status);
         b.insert_header((CACHE_CONTROL, "no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
@@ -75,18 +82,23 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        let detail = crate::store::one_line(&e.to_string());
         match e {
             StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::Db(e) => {
-                tracing::error!(error = "ErrDatabase", detail = %crate::store::one_line(&e.to_string()), "database error");
-                ApiError::unavailable("the database is unavailable; retry later")
-            }
-            StoreError::Corrupt(detail) => {
-                tracing::error!(error = "ErrCorruptRow", %detail, "stored data cannot be read");
-                ApiError::internal()
-            }
+            StoreError::Db(_) => ApiError {
+                cause: Some(("ErrDatabase", detail)),
+                ..ApiError::unavailable("the database is unavailable; retry later")
+            },
+            StoreError::Corrupt(_) => ApiError { cause: Some(("ErrCorruptRow", detail)), ..ApiError::internal() },
         }
+    }
+}
+
+/// A transaction's `begin`/`commit` in a handler.
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        StoreError::from(e).into()
     }
 }
 
@@ -117,4 +129,33 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::Htt
 /// Query strings that do not parse.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     ApiError::bad_request(format!("invalid query: {err}")).into()
+}
+
+/// Logs what failed underneath an OAuth error (a storage failure), once,
+/// where the answer is built.
+pub fn log_cause(e: &Error) {
+    if let Some((name, detail)) = e.cause.as_deref() {
+        tracing::error!(error = *name, detail = %detail, "storage failed during an OAuth request");
+    }
+}
+
+/// RFC 6749 §5.2 JSON for `e`.
+pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
+    log_cause(e);
+    let mut b = HttpResponse::build(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST));
+    b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+    if let Some(secs) = e.retry_after {
+        b.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    if e.kind == Kind::InvalidClient {
+        // RFC 6749 §5.2: 401 with the scheme the client tried.
+        b.insert_header((
+            header::WWW_AUTHENTICATE,
+            if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" },
+        ));
+    }
+    if let Some(n) = &e.dpop_nonce {
+        b.insert_header(("DPoP-Nonce", n.as_str()));
+    }
+    b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
 }

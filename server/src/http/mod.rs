@@ -7,4 +7,5 @@ pub mod error;
 pub mod oauth;
 pub mod observe;
 pub mod public;
+pub mod request;
 pub mod ui;

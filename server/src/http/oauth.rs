@@ -3,50 +3,22 @@
 //! §5.2 JSON with `Cache-Control: no-store`; each failure is counted by
 //! reason and logged as `error=<ErrName> code=<oauth code>`.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use sea_orm::TransactionTrait;
 
-use super::observe::RequestContext;
+use super::error::error_json;
+use super::request::{MAX_FORM, client_addr, denied, ids};
 use crate::metrics::GrantLabels;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
-use crate::oauth::token::{self, Outcome, RequestIds};
+use crate::oauth::token::{self, Outcome};
 use crate::oauth::{client_auth, register, revoke};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::registry::{self as rows, Source};
 use crate::{clock, random};
-
-pub const MAX_FORM: usize = 16 * 1024;
-
-pub fn ids(req: &HttpRequest) -> RequestIds {
-    let ext = req.extensions();
-    let c = ext.get::<RequestContext>();
-    RequestIds { request_id: c.map(|c| c.request_id.clone()), trace_id: c.map(|c| c.trace_id.clone()) }
-}
-
-/// RFC 6749 §5.2 JSON for `e`.
-pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
-    let mut b = HttpResponse::build(StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::BAD_REQUEST));
-    b.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
-    if let Some(secs) = e.retry_after {
-        b.insert_header((header::RETRY_AFTER, secs.to_string()));
-    }
-    if e.kind == Kind::InvalidClient {
-        // RFC 6749 §5.2: 401 with the scheme the client tried.
-        b.insert_header((
-            header::WWW_AUTHENTICATE,
-            if basic_auth_used { "Basic realm=\"authplane\"" } else { "Bearer realm=\"authplane\"" },
-        ));
-    }
-    if let Some(n) = &e.dpop_nonce {
-        b.insert_header(("DPoP-Nonce", n.as_str()));
-    }
-    b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
-}
 
 pub fn cors(mut res: HttpResponse) -> HttpResponse {
     res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
@@ -80,25 +52,8 @@ fn form_body(req: &HttpRequest, body: &Bytes) -> Result<Form, Error> {
     Form::parse(body)
 }
 
-/// The client's address for throttling and rate limits: the peer, or the
-/// forwarded address when the peer is one of `server.trusted_proxies`.
-pub fn client_addr(state: &AppState, req: &HttpRequest) -> Option<std::net::IpAddr> {
-    let cfg = state.deps.config.load();
-    let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
-    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
-    crate::limits::client_ip(req.peer_addr().map(|a| a.ip()), forwarded.as_deref(), &cfg.server.trusted_proxies)
-}
-
 fn authorization(req: &HttpRequest) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-}
-
-pub fn denied(state: &AppState, e: &Error, msg: &'static str, client_id: Option<&str>, resource: Option<&str>) {
-    state.metrics.deny(e.kind.reason());
-    let client_id = client_id.unwrap_or("-");
-    let resource = resource.unwrap_or("-");
-    // The checklist's step-8 line: level=ERROR msg="token issuance failed" error=… code=… client_id=… resource=…
-    tracing::error!(error = e.name(), code = e.kind.code(), client_id, resource, detail = %e.description, "{msg}");
 }
 
 pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {

@@ -9,17 +9,16 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use sea_orm::TransactionTrait;
 use tracing::Instrument;
 
-use super::oauth::{MAX_FORM, client_addr, denied, ids};
+use super::request::{MAX_FORM, client_addr, denied, ids};
 use crate::oauth::authorize::{self, Failure, Params, Validated};
-use crate::oauth::clients;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
+use crate::oauth::{clients, consent};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
-use crate::store::oauth::{self as rows, AuthRequestRow, CodeRow};
+use crate::store::oauth::{self as rows, AuthRequestRow};
 use crate::store::registry as reg;
 use crate::{clock, random};
 
@@ -91,6 +90,7 @@ fn page(status: StatusCode, html: String) -> HttpResponse {
 }
 
 fn error_page(state: &AppState, req: &HttpRequest, e: &Error) -> HttpResponse {
+    super::error::log_cause(e);
     let rid = ids(req).request_id.unwrap_or_default();
     let html = ErrorPage {
         issuer_host: &issuer_host(state),
@@ -504,26 +504,6 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
 
 /// Scopes the user has not yet granted this client for each resource.
-async fn missing_consent(state: &AppState, user_id: &str, v: &Validated) -> Result<Vec<(String, Vec<String>)>, Error> {
-    let mut out = Vec::new();
-    for r in &v.resources {
-        let have = rows::consented_scopes(&state.deps.db, user_id, &v.client_id, r).await?.unwrap_or_default();
-        let needed = state
-            .deps
-            .registry
-            .get()
-            .resources
-            .iter()
-            .find(|x| x.resource.as_str() == r)
-            .map(|x| x.scopes.clone())
-            .unwrap_or_default();
-        let wanted: Vec<String> = v.scopes.iter().filter(|s| needed.contains(s)).cloned().collect();
-        let new: Vec<String> = wanted.iter().filter(|s| !have.contains(s)).cloned().collect();
-        out.push((r.clone(), new));
-    }
-    Ok(out)
-}
-
 #[tracing::instrument(name = "ui.consent", level = "debug", skip_all, fields(authplane.layer = "service"))]
 pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
@@ -534,7 +514,7 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
     let Some(user_id) = current_user(&state, &req, now).await else {
         return see_other(&format!("/ui/login?request={}", row.id));
     };
-    let missing = match missing_consent(&state, &user_id, &v).await {
+    let missing = match consent::missing(&state.deps, &user_id, &v).await {
         Ok(m) => m,
         Err(e) => return error_page(&state, &req, &e),
     };
@@ -641,64 +621,11 @@ async fn finish(
     granted_now: bool,
     now: i64,
 ) -> HttpResponse {
-    let cfg = state.deps.config.load_full();
-    let code = random::secret_token();
-    let ids = ids(req);
-    let result = async {
-        let txn = state.deps.db.begin().await?;
-        if granted_now {
-            for r in &v.resources {
-                let mut scopes = rows::consented_scopes(&txn, user_id, &v.client_id, r).await?.unwrap_or_default();
-                for s in &v.scopes {
-                    if !scopes.contains(s) {
-                        scopes.push(s.clone());
-                    }
-                }
-                rows::save_consent(&txn, user_id, &v.client_id, r, &scopes, now).await?;
-                audit::record(
-                    &txn,
-                    clock::now_ms(),
-                    AuditEvent {
-                        event_type: "consent_granted",
-                        outcome: "success",
-                        user_id: Some(user_id.to_owned()),
-                        client_id: Some(v.client_id.clone()),
-                        resource: Some(r.clone()),
-                        request_id: ids.request_id.clone(),
-                        trace_id: ids.trace_id.clone(),
-                        detail: serde_json::json!({"scopes": v.scopes}),
-                    },
-                )
-                .await?;
-            }
-        }
-        rows::insert_code(
-            &txn,
-            CodeRow {
-                code_sha256: random::sha256_hex(code.as_bytes()),
-                client_id: v.client_id.clone(),
-                user_id: user_id.to_owned(),
-                redirect_uri: v.redirect_uri.clone(),
-                code_challenge: v.code_challenge.clone(),
-                resources: serde_json::to_string(&v.resources).unwrap_or_default(),
-                scope: v.scopes.join(" "),
-                offline_access: v.offline_access,
-                family_id: random::id("fam_"),
-                created_at: now,
-                expires_at: now + cfg.oauth.authorization_code_ttl.as_secs() as i64,
-                consumed_at: None,
-                dpop_jkt: v.dpop_jkt.clone(),
-            },
-        )
-        .await?;
-        rows::delete_auth_request(&txn, &row.id).await?;
-        txn.commit().await?;
-        Ok::<(), sea_orm::DbErr>(())
-    }
-    .await;
-    if let Err(e) = result {
-        return error_page(state, req, &e.into());
-    }
+    let cfg = state.deps.config.load();
+    let code = match consent::issue_code(&state.deps, &row.id, v, user_id, granted_now, &ids(req), now).await {
+        Ok(code) => code,
+        Err(e) => return error_page(state, req, &e),
+    };
     tracing::info!(user_id, client_id = %v.client_id, resource = v.resources.first().map(String::as_str).unwrap_or("-"), "authorization code issued");
     to_client(&v.redirect_uri, &[("code", &code)], v.state.as_deref(), &cfg.server.issuer)
 }

@@ -51,13 +51,14 @@ pub enum Failure {
     /// Shown to the user on an error page: the redirect URI cannot be trusted.
     Page(Error),
     /// Sent back to the client's (verified) redirect URI.
-    Redirect { redirect_uri: String, state: Option<String>, error: Error },
+    Redirect { redirect_uri: String, state: Option<String>, error: Box<Error> },
 }
 
 impl Failure {
     pub fn error(&self) -> &Error {
         match self {
-            Failure::Page(e) | Failure::Redirect { error: e, .. } => e,
+            Failure::Page(e) => e,
+            Failure::Redirect { error, .. } => error,
         }
     }
 }
@@ -104,7 +105,11 @@ pub fn validate(
         },
     };
 
-    let back = |error: Error| Failure::Redirect { redirect_uri: redirect_uri.clone(), state: p.state.clone(), error };
+    let back = |error: Error| Failure::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: p.state.clone(),
+        error: Box::new(error),
+    };
 
     match p.response_type.as_deref() {
         Some("code") => {}

@@ -156,11 +156,14 @@ pub struct Error {
     pub dpop: Option<authplane_core::dpop::Reason>,
     /// A fresh `DPoP-Nonce` header value to send with the answer.
     pub dpop_nonce: Option<String>,
+    /// What failed underneath (a storage error): its log name and detail.
+    /// Logged once by the HTTP layer when it answers; never sent.
+    pub cause: Option<Box<(&'static str, String)>>,
 }
 
 impl Error {
     pub fn new(kind: Kind, description: impl Into<String>) -> Self {
-        Error { kind, description: description.into(), retry_after: None, dpop: None, dpop_nonce: None }
+        Error { kind, description: description.into(), retry_after: None, dpop: None, dpop_nonce: None, cause: None }
     }
 
     /// A refused DPoP proof: `use_dpop_nonce` for a nonce problem,
@@ -199,8 +202,18 @@ impl std::error::Error for Error {}
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = "ErrDatabase", detail = %crate::store::one_line(&e.to_string()), "storage failed during an OAuth request");
-        Error::new(Kind::TemporarilyUnavailable, "storage is unavailable; retry later")
+        use crate::store::StoreError;
+        let detail = crate::store::one_line(&e.to_string());
+        match e {
+            StoreError::Corrupt(_) => Error {
+                cause: Some(Box::new(("ErrCorruptRow", detail))),
+                ..Error::new(Kind::ServerError, "stored data cannot be read; see the server log")
+            },
+            _ => Error {
+                cause: Some(Box::new(("ErrDatabase", detail))),
+                ..Error::new(Kind::TemporarilyUnavailable, "storage is unavailable; retry later")
+            },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod cimd;
 pub mod client_auth;
 pub mod clients;
+pub mod consent;
 pub mod deps;
 pub mod dpop;
 pub mod error;

@@ -149,7 +149,7 @@ pub async fn introspect(deps: &Deps, token: &str, now: i64) -> Result<Introspect
             scope: Some(f.scope),
             client_id: Some(f.client_id),
             sub: Some(f.user_id),
-            aud: serde_json::from_str(&f.resources).ok(),
+            aud: Some(crate::store::json_column("token_families.resources", &f.resources)?),
             iss: Some(deps.config.load().server.issuer.clone()),
             exp: Some(f.expires_at),
             iat: Some(row.created_at),

@@ -3,6 +3,7 @@
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 use serde::Serialize;
 
+use super::StoreError;
 use super::entities::audit_event;
 
 /// What happened, to whom, and the request it belongs to.
@@ -21,7 +22,7 @@ pub struct AuditEvent {
 
 /// Inserts the row on `conn`, which may be a transaction so that the row
 /// commits with the change it records.
-pub async fn record<C: ConnectionTrait>(conn: &C, now_ms: i64, ev: AuditEvent) -> Result<(), DbErr> {
+pub async fn record<C: ConnectionTrait>(conn: &C, now_ms: i64, ev: AuditEvent) -> Result<(), StoreError> {
     audit_event::Entity::insert(active(now_ms, ev)).exec_without_returning(conn).await?;
     Ok(())
 }
@@ -40,7 +41,7 @@ pub struct Query {
 }
 
 /// Rows in the order they happened, at most `limit`.
-pub async fn query<C: ConnectionTrait>(conn: &C, q: &Query) -> Result<Vec<audit_event::Model>, DbErr> {
+pub async fn query<C: ConnectionTrait>(conn: &C, q: &Query) -> Result<Vec<audit_event::Model>, StoreError> {
     use audit_event::Column as C_;
     use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
     let mut s = audit_event::Entity::find();
@@ -62,11 +63,11 @@ pub async fn query<C: ConnectionTrait>(conn: &C, q: &Query) -> Result<Vec<audit_
     if let Some(v) = q.after_id {
         s = s.filter(C_::Id.gt(v));
     }
-    s.order_by_asc(C_::Id).limit(q.limit).all(conn).await
+    Ok(s.order_by_asc(C_::Id).limit(q.limit).all(conn).await?)
 }
 
 /// Deletes rows older than `before_ms`; returns how many.
-pub async fn purge<C: ConnectionTrait>(conn: &C, before_ms: i64) -> Result<u64, DbErr> {
+pub async fn purge<C: ConnectionTrait>(conn: &C, before_ms: i64) -> Result<u64, StoreError> {
     use sea_orm::{ColumnTrait, QueryFilter};
     Ok(audit_event::Entity::delete_many()
         .filter(audit_event::Column::OccurredAtMs.lt(before_ms))
@@ -114,10 +115,11 @@ impl Sink {
     }
 
     /// Records `ev` and returns once it is committed.
-    pub async fn record(&self, now_ms: i64, ev: AuditEvent) -> Result<(), DbErr> {
+    pub async fn record(&self, now_ms: i64, ev: AuditEvent) -> Result<(), StoreError> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx.send((now_ms, ev, done)).await.map_err(|_| DbErr::Custom("audit writer stopped".into()))?;
-        wait.await.map_err(|_| DbErr::Custom("audit writer stopped".into()))?.map_err(DbErr::Custom)
+        let stopped = || StoreError::Db(DbErr::Custom("audit writer stopped".into()));
+        self.tx.send((now_ms, ev, done)).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?.map_err(|e| StoreError::Db(DbErr::Custom(e)))
     }
 }
 

@@ -7,6 +7,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
 };
 
+use super::StoreError;
 use super::entities::dpop_proof;
 
 /// The row key: the thumbprint scopes a `jti` to one key, so one client's
@@ -55,15 +56,15 @@ impl ReplayStore {
 
     /// Records a proof as used until `expires_at`, durably; false when it
     /// already was (a replay).
-    pub async fn remember(&self, jkt: &str, jti: &str, expires_at: i64) -> Result<bool, DbErr> {
-        let stopped = || DbErr::Custom("DPoP replay writer stopped".into());
+    pub async fn remember(&self, jkt: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let stopped = || StoreError::Db(DbErr::Custom("DPoP replay writer stopped".into()));
         let (done, wait) = tokio::sync::oneshot::channel();
         self.tx.send((proof_id(jkt, jti), expires_at, done)).await.map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?.map_err(DbErr::Custom)
+        wait.await.map_err(|_| stopped())?.map_err(|e| StoreError::Db(DbErr::Custom(e)))
     }
 }
 
-async fn insert_batch(db: &super::Db, batch: &[Pending]) -> Result<Vec<bool>, DbErr> {
+async fn insert_batch(db: &super::Db, batch: &[Pending]) -> Result<Vec<bool>, StoreError> {
     let txn = db.begin().await?;
     let mut fresh = Vec::with_capacity(batch.len());
     for (id, expires_at, _) in batch {
@@ -79,6 +80,6 @@ async fn insert_batch(db: &super::Db, batch: &[Pending]) -> Result<Vec<bool>, Db
 }
 
 /// Deletes proofs that could no longer pass the `iat` window.
-pub async fn purge<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
+pub async fn purge<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, StoreError> {
     Ok(dpop_proof::Entity::delete_many().filter(dpop_proof::Column::ExpiresAt.lt(now)).exec(db).await?.rows_affected)
 }

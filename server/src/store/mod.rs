@@ -223,6 +223,12 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A JSON column's value: an unreadable one is [`StoreError::Corrupt`]
+/// naming the column, never an empty default.
+pub fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column} is not readable JSON: {e}")))
+}
+
 /// Maps a unique-key violation to [`StoreError::Conflict`].
 pub(crate) fn conflict_or(e: DbErr, what: impl Into<String>) -> StoreError {
     let text = e.to_string().to_ascii_lowercase();

@@ -2,8 +2,9 @@
 //! functions take digests, never the secrets themselves.
 
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
+use super::StoreError;
 use super::entities::{access_token, auth_request, authorization_code, consent, refresh_token, session, token_family};
 
 pub use access_token::Model as AccessTokenRow;
@@ -13,7 +14,7 @@ pub use token_family::Model as FamilyRow;
 
 // ---- pending authorization requests ----
 
-pub async fn insert_auth_request<C: ConnectionTrait>(db: &C, row: AuthRequestRow) -> Result<(), DbErr> {
+pub async fn insert_auth_request<C: ConnectionTrait>(db: &C, row: AuthRequestRow) -> Result<(), StoreError> {
     auth_request::Entity::insert(auth_request::ActiveModel {
         id: Set(row.id),
         browser_sha256: Set(row.browser_sha256),
@@ -29,11 +30,15 @@ pub async fn insert_auth_request<C: ConnectionTrait>(db: &C, row: AuthRequestRow
     Ok(())
 }
 
-pub async fn get_auth_request<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Result<Option<AuthRequestRow>, DbErr> {
+pub async fn get_auth_request<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+    now: i64,
+) -> Result<Option<AuthRequestRow>, StoreError> {
     Ok(auth_request::Entity::find_by_id(id.to_owned()).one(db).await?.filter(|r| r.expires_at > now))
 }
 
-pub async fn delete_auth_request<C: ConnectionTrait>(db: &C, id: &str) -> Result<(), DbErr> {
+pub async fn delete_auth_request<C: ConnectionTrait>(db: &C, id: &str) -> Result<(), StoreError> {
     auth_request::Entity::delete_by_id(id.to_owned()).exec(db).await?;
     Ok(())
 }
@@ -46,7 +51,7 @@ pub async fn insert_session<C: ConnectionTrait>(
     user_id: String,
     now: i64,
     expires_at: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
     session::Entity::insert(session::ActiveModel {
         id_sha256: Set(id_sha256),
         user_id: Set(user_id),
@@ -59,7 +64,7 @@ pub async fn insert_session<C: ConnectionTrait>(
 }
 
 /// The user of a live session.
-pub async fn session_user<C: ConnectionTrait>(db: &C, id_sha256: &str, now: i64) -> Result<Option<String>, DbErr> {
+pub async fn session_user<C: ConnectionTrait>(db: &C, id_sha256: &str, now: i64) -> Result<Option<String>, StoreError> {
     Ok(session::Entity::find_by_id(id_sha256.to_owned())
         .one(db)
         .await?
@@ -74,10 +79,10 @@ pub async fn consented_scopes<C: ConnectionTrait>(
     user_id: &str,
     client_id: &str,
     resource: &str,
-) -> Result<Option<Vec<String>>, DbErr> {
+) -> Result<Option<Vec<String>>, StoreError> {
     let row =
         consent::Entity::find_by_id((user_id.to_owned(), client_id.to_owned(), resource.to_owned())).one(db).await?;
-    Ok(row.map(|r| serde_json::from_str(&r.scopes).unwrap_or_default()))
+    row.map(|r| super::json_column("consents.scopes", &r.scopes)).transpose()
 }
 
 pub async fn save_consent<C: ConnectionTrait>(
@@ -87,7 +92,7 @@ pub async fn save_consent<C: ConnectionTrait>(
     resource: &str,
     scopes: &[String],
     now: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
     consent::Entity::insert(consent::ActiveModel {
         user_id: Set(user_id.to_owned()),
         client_id: Set(client_id.to_owned()),
@@ -107,7 +112,7 @@ pub async fn save_consent<C: ConnectionTrait>(
 
 // ---- authorization codes ----
 
-pub async fn insert_code<C: ConnectionTrait>(db: &C, row: CodeRow) -> Result<(), DbErr> {
+pub async fn insert_code<C: ConnectionTrait>(db: &C, row: CodeRow) -> Result<(), StoreError> {
     authorization_code::Entity::insert(authorization_code::ActiveModel {
         code_sha256: Set(row.code_sha256),
         client_id: Set(row.client_id),
@@ -128,13 +133,13 @@ pub async fn insert_code<C: ConnectionTrait>(db: &C, row: CodeRow) -> Result<(),
     Ok(())
 }
 
-pub async fn get_code<C: ConnectionTrait>(db: &C, code_sha256: &str) -> Result<Option<CodeRow>, DbErr> {
-    authorization_code::Entity::find_by_id(code_sha256.to_owned()).one(db).await
+pub async fn get_code<C: ConnectionTrait>(db: &C, code_sha256: &str) -> Result<Option<CodeRow>, StoreError> {
+    Ok(authorization_code::Entity::find_by_id(code_sha256.to_owned()).one(db).await?)
 }
 
 /// Marks the code used; false when it already was (the single-use check,
 /// atomic in both databases).
-pub async fn consume_code<C: ConnectionTrait>(db: &C, code_sha256: &str, now: i64) -> Result<bool, DbErr> {
+pub async fn consume_code<C: ConnectionTrait>(db: &C, code_sha256: &str, now: i64) -> Result<bool, StoreError> {
     let r = authorization_code::Entity::update_many()
         .col_expr(authorization_code::Column::ConsumedAt, Expr::value(now))
         .filter(authorization_code::Column::CodeSha256.eq(code_sha256))
@@ -146,7 +151,7 @@ pub async fn consume_code<C: ConnectionTrait>(db: &C, code_sha256: &str, now: i6
 
 // ---- token families, refresh and access tokens ----
 
-pub async fn insert_family<C: ConnectionTrait>(db: &C, row: FamilyRow) -> Result<(), DbErr> {
+pub async fn insert_family<C: ConnectionTrait>(db: &C, row: FamilyRow) -> Result<(), StoreError> {
     token_family::Entity::insert(token_family::ActiveModel {
         id: Set(row.id),
         client_id: Set(row.client_id),
@@ -163,13 +168,13 @@ pub async fn insert_family<C: ConnectionTrait>(db: &C, row: FamilyRow) -> Result
     Ok(())
 }
 
-pub async fn get_family<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<FamilyRow>, DbErr> {
-    token_family::Entity::find_by_id(id.to_owned()).one(db).await
+pub async fn get_family<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<FamilyRow>, StoreError> {
+    Ok(token_family::Entity::find_by_id(id.to_owned()).one(db).await?)
 }
 
 /// Revokes a family and every access token issued in it. Returns whether the
 /// family was live before.
-pub async fn revoke_family<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Result<bool, DbErr> {
+pub async fn revoke_family<C: ConnectionTrait>(db: &C, id: &str, now: i64) -> Result<bool, StoreError> {
     let r = token_family::Entity::update_many()
         .col_expr(token_family::Column::RevokedAt, Expr::value(now))
         .filter(token_family::Column::Id.eq(id))
@@ -190,7 +195,7 @@ pub async fn insert_refresh<C: ConnectionTrait>(
     token_sha256: String,
     family_id: String,
     now: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
     refresh_token::Entity::insert(refresh_token::ActiveModel {
         token_sha256: Set(token_sha256),
         family_id: Set(family_id),
@@ -206,8 +211,8 @@ pub async fn insert_refresh<C: ConnectionTrait>(
 pub async fn get_refresh<C: ConnectionTrait>(
     db: &C,
     token_sha256: &str,
-) -> Result<Option<refresh_token::Model>, DbErr> {
-    refresh_token::Entity::find_by_id(token_sha256.to_owned()).one(db).await
+) -> Result<Option<refresh_token::Model>, StoreError> {
+    Ok(refresh_token::Entity::find_by_id(token_sha256.to_owned()).one(db).await?)
 }
 
 /// Marks a refresh token spent and keeps its sealed successor, as one
@@ -218,7 +223,7 @@ pub async fn rotate_refresh<C: ConnectionTrait>(
     token_sha256: &str,
     sealed_successor: &str,
     now: i64,
-) -> Result<bool, DbErr> {
+) -> Result<bool, StoreError> {
     let r = refresh_token::Entity::update_many()
         .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
         .col_expr(refresh_token::Column::Successor, Expr::value(sealed_successor))
@@ -235,7 +240,7 @@ pub async fn insert_access<C: ConnectionTrait>(
     family_id: Option<String>,
     client_id: String,
     expires_at: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
     access_token::Entity::insert(access_token::ActiveModel {
         jti: Set(jti),
         family_id: Set(family_id),
@@ -256,7 +261,7 @@ pub async fn revoke_access<C: ConnectionTrait>(
     client_id: &str,
     expires_at: i64,
     now: i64,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
     access_token::Entity::insert(access_token::ActiveModel {
         jti: Set(jti.to_owned()),
         family_id: Set(None),
@@ -272,15 +277,15 @@ pub async fn revoke_access<C: ConnectionTrait>(
     Ok(())
 }
 
-pub async fn get_access<C: ConnectionTrait>(db: &C, jti: &str) -> Result<Option<AccessTokenRow>, DbErr> {
-    access_token::Entity::find_by_id(jti.to_owned()).one(db).await
+pub async fn get_access<C: ConnectionTrait>(db: &C, jti: &str) -> Result<Option<AccessTokenRow>, StoreError> {
+    Ok(access_token::Entity::find_by_id(jti.to_owned()).one(db).await?)
 }
 
 /// Deletes OAuth state that can no longer be used: expired sign-in requests
 /// and sessions, codes and access-token records past their expiry (kept a
 /// day for replay detection and introspection), and token families past
 /// their expiry with their refresh tokens.
-pub async fn purge_expired<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
+pub async fn purge_expired<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, StoreError> {
     let day = 86_400;
     let mut n = 0;
     n += auth_request::Entity::delete_many()

@@ -65,7 +65,7 @@ pub const CONFIG_SYNC_LOCK_KEY: i64 = 0x6175_7468_7379_6e63;
 
 /// `pg_advisory_xact_lock`: held until `txn` commits or rolls back. A no-op
 /// on SQLite, whose writers are serialised already.
-pub async fn lock_for_transaction(txn: &sea_orm::DatabaseTransaction, key: i64) -> Result<(), sea_orm::DbErr> {
+pub async fn lock_for_transaction(txn: &sea_orm::DatabaseTransaction, key: i64) -> Result<(), super::StoreError> {
     use sea_orm::ConnectionTrait;
     if txn.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Ok(());
@@ -75,8 +75,8 @@ pub async fn lock_for_transaction(txn: &sea_orm::DatabaseTransaction, key: i64) 
         "SELECT pg_advisory_xact_lock($1)",
         [key.into()],
     ))
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(())
 }
 
 /// The URL's connect options with the config's TLS keys applied.

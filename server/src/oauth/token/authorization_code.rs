@@ -11,6 +11,7 @@ use crate::oauth::form::Form;
 use crate::oauth::pkce;
 use crate::random::{secret_token, sha256_hex};
 use crate::store::audit::{self, AuditEvent};
+use crate::store::json_column;
 use crate::store::oauth::{self as rows, FamilyRow};
 
 pub async fn exchange(
@@ -29,7 +30,7 @@ pub async fn exchange(
     let Some(row) = rows::get_code(&deps.db, &digest).await? else {
         return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
     };
-    let resources: Vec<String> = serde_json::from_str(&row.resources).unwrap_or_default();
+    let resources: Vec<String> = json_column("authorization_codes.resources", &row.resources)?;
     outcome.resource = resources.first().cloned();
     outcome.user_id = Some(row.user_id.clone());
     if row.client_id != client.client_id {

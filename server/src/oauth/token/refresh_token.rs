@@ -13,6 +13,7 @@ use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::random::{secret_token, sha256_hex};
 use crate::store::audit::{self, AuditEvent};
+use crate::store::json_column;
 use crate::store::oauth as rows;
 
 pub async fn exchange(
@@ -30,7 +31,7 @@ pub async fn exchange(
     let invalid = || Error::new(Kind::InvalidGrant, "unknown, expired or revoked refresh token");
     let row = rows::get_refresh(&deps.db, &digest).await?.ok_or_else(invalid)?;
     let family = rows::get_family(&deps.db, &row.family_id).await?.ok_or_else(invalid)?;
-    let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
+    let granted_resources: Vec<String> = json_column("token_families.resources", &family.resources)?;
     outcome.resource = granted_resources.first().cloned();
     outcome.user_id = Some(family.user_id.clone());
     if family.client_id != client.client_id {
@@ -105,7 +106,7 @@ async fn reused(
             "refresh token was already used; every token of this grant is revoked",
         ));
     };
-    let granted_resources: Vec<String> = serde_json::from_str(&family.resources).unwrap_or_default();
+    let granted_resources: Vec<String> = json_column("token_families.resources", &family.resources)?;
     let scope = narrow_scope(form.get("scope"), &family.scope)?;
     let aud = narrow_resources(&form.resource, &granted_resources)?;
     tracing::info!(client_id = %family.client_id, "spent refresh token presented within oauth.refresh_reuse_interval; same successor returned");

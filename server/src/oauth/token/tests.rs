@@ -230,3 +230,18 @@ async fn the_token_service_authenticates_the_client_before_any_grant() {
     assert!(r.is_ok());
     assert_eq!(outcome.grant_type, Some(authplane_core::config::GrantType::ClientCredentials));
 }
+
+#[tokio::test]
+async fn an_unreadable_stored_grant_is_a_server_error_naming_the_column_not_an_empty_grant() {
+    use sea_orm::ConnectionTrait;
+    let fx = Fixture::new("").await;
+    let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
+    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap().refresh_token.unwrap();
+    fx.deps.db.execute_unprepared("UPDATE token_families SET resources = 'not json'").await.unwrap();
+    let e = refresh(&fx, &r1, None, T0 + 1).await.unwrap_err();
+    assert_eq!(e.kind, Kind::ServerError);
+    let (name, detail) = *e.cause.expect("the cause is kept for the log");
+    assert_eq!(name, "ErrCorruptRow");
+    assert!(detail.contains("token_families.resources"), "{detail}");
+    assert!(!e.description.contains("token_families"), "the client is not told about tables");
+}
