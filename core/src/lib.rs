@@ -2,8 +2,9 @@
 //!
 //! Pure data and pure functions: the configuration schema and its validation,
 //! resource-URI canonicalisation (RFC 8707), redirect-URI rules (RFC 8252),
-//! scope tokens (RFC 6749 §3.3), the authorization-server metadata document
-//! (RFC 8414) and the signing-key file format. No I/O beyond reading the
+//! scope tokens (RFC 6749 §3.3), the authorization-server and protected-resource
+//! metadata documents (RFC 8414, RFC 9728), the access token's claims (RFC 9068)
+//! and the signing-key file format. No I/O beyond reading the
 //! process environment handed in by the caller — except the optional `es256`
 //! feature, which generates and parses signing keys (aws-lc, the OS random
 //! number generator) for the server and the operator; and the `dpop` feature,
@@ -22,6 +23,7 @@ pub mod redirect;
 pub mod resource;
 pub mod scope;
 pub mod secret;
+pub mod token;
 
 pub use duration::Duration;
 pub use resource::ResourceUri;

@@ -1,4 +1,6 @@
-//! Authorization-server metadata (RFC 8414) as served at every well-known URL.
+//! Authorization-server metadata (RFC 8414) as served at every well-known
+//! URL, and the protected-resource metadata document (RFC 9728) that the SDK
+//! serves and the doctor reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -91,4 +93,26 @@ mod tests {
         assert!(v.get("token_endpoint").is_none());
         assert!(v.get("registration_endpoint").is_none());
     }
+}
+
+/// RFC 9728 §3: the well-known URI suffix of the protected-resource metadata.
+pub const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// The protected-resource metadata document (RFC 9728 §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedResourceMetadata {
+    pub resource: String,
+    pub authorization_servers: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    pub bearer_methods_supported: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_documentation: Option<String>,
+    /// RFC 9728 §2: the DPoP proof algorithms this resource accepts.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// RFC 9728 §2: only DPoP-bound tokens are accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
 }

@@ -245,6 +245,34 @@ mod tests {
         check(&serde_json::to_vec(&v).unwrap(), &want, now)
     }
 
+    /// What the AS writes (the core type it mints from) is what the SDK reads.
+    #[test]
+    fn reads_exactly_what_the_server_writes() {
+        use authplane_core::token::{AccessClaims, Confirmation};
+        let written = AccessClaims {
+            iss: "http://localhost:9000".into(),
+            sub: "user-42".into(),
+            aud: vec!["http://localhost:8080/mcp".into(), "https://other.example/mcp".into()],
+            client_id: "dev-client".into(),
+            scope: "tools/read tools/write".into(),
+            iat: NOW - 10,
+            exp: NOW + 300,
+            jti: "j1".into(),
+            cnf: Some(Confirmation { jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into() }),
+        };
+        let want = Expectations { issuer: "http://localhost:9000", resource: resource(), leeway: 30 };
+        let read = check(&serde_json::to_vec(&written).unwrap(), &want, NOW).unwrap();
+        assert_eq!(
+            (read.iss.as_str(), read.sub.as_str(), read.client_id.as_str()),
+            ("http://localhost:9000", "user-42", "dev-client")
+        );
+        assert_eq!(read.aud, written.aud);
+        assert_eq!(read.scope_string(), written.scope);
+        assert_eq!((read.iat, read.exp, read.jti.as_str()), (written.iat, written.exp, "j1"));
+        assert_eq!(read.dpop_jkt.as_deref(), Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+        assert!(read.extra.is_empty(), "every claim the server writes is one the SDK knows: {:?}", read.extra);
+    }
+
     #[test]
     fn accepts_a_good_token() {
         let c = check_with(|_| {}, NOW).unwrap();

@@ -1,33 +1,11 @@
 //! Protected Resource Metadata (RFC 9728): the document an MCP client fetches
 //! after its first 401 to learn which authorization server to use.
 
-use serde::{Deserialize, Serialize};
-
 use crate::ProtectedResource;
 
-/// RFC 9728 §3: the well-known URI suffix.
-pub const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
-
-/// The PRM document (RFC 9728 §2), as served by the SDK.
-// TODO(core): ARCHITECTURE §2 puts the RFC 9728 document in authplane-core;
-// it lives here until core has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProtectedResourceMetadata {
-    pub resource: String,
-    pub authorization_servers: Vec<String>,
-    pub scopes_supported: Vec<String>,
-    pub bearer_methods_supported: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_documentation: Option<String>,
-    /// RFC 9728 §2: the DPoP proof algorithms this resource accepts.
-    #[serde(default)]
-    pub dpop_signing_alg_values_supported: Vec<String>,
-    /// RFC 9728 §2: only DPoP-bound tokens are accepted.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dpop_bound_access_tokens_required: bool,
-}
+/// The document type and its well-known suffix are in `authplane-core`, shared
+/// with the server's doctor.
+pub use authplane_core::metadata::{PRM_WELL_KNOWN, ProtectedResourceMetadata};
 
 /// A framework-neutral HTTP answer; the axum and actix adapters turn it into
 /// their response types.

@@ -3,31 +3,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::{Error, Kind};
 use crate::keys::KeyManager;
 
-/// RFC 9068 §2.2 claims, and `cnf` (RFC 9449 §6.1) when DPoP-bound.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: Vec<String>,
-    pub client_id: String,
-    pub scope: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cnf: Option<Confirmation>,
-}
-
-/// RFC 9449 §6.1: the JWK SHA-256 thumbprint of the key the token is bound to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Confirmation {
-    pub jkt: String,
-}
+pub use authplane_core::token::{AccessClaims, Confirmation};
 
 pub fn mint(keys: &KeyManager, claims: &AccessClaims, now: i64) -> Result<String, Error> {
     let _span = tracing::debug_span!("crypto.sign", authplane.layer = "crypto", alg = "ES256").entered();
