@@ -61,13 +61,10 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let ids = ids(&req);
     let auth = authorization(&req);
     let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
-    let mut outcome = Outcome::default();
     let dpop: Vec<&str> = req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("")).collect();
-    let result = match form_body(&req, &body) {
-        Ok(form) => {
-            token::exchange(&state.deps, form, auth, &dpop, client_addr(&state, &req), &ids, now, &mut outcome).await
-        }
-        Err(e) => Err(e),
+    let (result, outcome) = match form_body(&req, &body) {
+        Ok(form) => token::exchange(&state.deps, form, auth, &dpop, client_addr(&state, &req), &ids, now).await,
+        Err(e) => (Err(e), Outcome::default()),
     };
     match result {
         Ok(tokens) => {
@@ -93,27 +90,6 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
                     .dpop_rejected
                     .get_or_create(&crate::metrics::ReasonLabels { reason: reason.label() })
                     .inc();
-            }
-            if e.kind.status() < 500 {
-                // A security-relevant failure: one audit row, with the request's trace id.
-                let _ = state
-                    .deps
-                    .audit
-                    .record(
-                    clock::now_ms(),
-                    AuditEvent {
-                        // A refused DPoP proof gets its own event type so it can be queried.
-                        event_type: if e.dpop.is_some() { "dpop_proof_rejected" } else { "token_failed" },
-                        outcome: "failure",
-                        user_id: outcome.user_id.clone(),
-                        client_id: outcome.client_id.clone(),
-                        resource: outcome.resource.clone(),
-                        request_id: ids.request_id.clone(),
-                        trace_id: ids.trace_id.clone(),
-                        detail: serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str()), "dpop_reason": e.dpop.map(|r| r.label()), "dpop_jkt": outcome.dpop_jkt}),
-                    },
-                )
-                .await;
             }
             cors(error_json(&e, basic))
         }

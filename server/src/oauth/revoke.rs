@@ -165,23 +165,16 @@ mod tests {
     use super::*;
     use crate::oauth::Kind;
     use crate::oauth::testing::{Fixture, T0, form, kind};
-    use crate::oauth::token::{Outcome, authorization_code};
+    use crate::oauth::token::authorization_code;
 
     /// A user grant of `app`: (access token, refresh token).
     async fn grant(fx: &Fixture) -> (String, String) {
         let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
         let f = form(&[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &verifier)]);
-        let t = authorization_code::exchange(
-            &fx.deps,
-            &fx.client("app"),
-            &f,
-            None,
-            &RequestIds::default(),
-            T0,
-            &mut Outcome::default(),
-        )
-        .await
-        .unwrap();
+        let t = authorization_code::exchange(&fx.deps, &fx.client("app"), &f, None, &RequestIds::default(), T0)
+            .await
+            .result
+            .unwrap();
         (t.access_token, t.refresh_token.unwrap())
     }
 

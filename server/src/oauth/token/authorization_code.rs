@@ -4,15 +4,14 @@
 use authplane_core::config::{ClientConfig, GrantType};
 use sea_orm::TransactionTrait;
 
-use super::{Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, revoke_family_for};
+use super::{GrantResult, RequestIds, Subject, TokenResponse, finish, narrow_resources, revoke_family_for};
 use crate::oauth::Deps;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::pkce;
 use crate::random::{secret_token, sha256_hex};
-use crate::store::audit::{self, AuditEvent};
 use crate::store::json_column;
-use crate::store::oauth::{self as rows, FamilyRow};
+use crate::store::oauth::{self as rows, CodeRow, FamilyRow};
 
 pub async fn exchange(
     deps: &Deps,
@@ -21,18 +20,43 @@ pub async fn exchange(
     jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
-    outcome: &mut Outcome,
-) -> Result<TokenResponse, Error> {
+) -> GrantResult {
+    let (row, resources, verifier) = match find(deps, form).await {
+        Ok(found) => found,
+        Err(e) => return GrantResult::failed(e),
+    };
+    GrantResult {
+        resource: resources.first().cloned(),
+        user_id: Some(row.user_id.clone()),
+        result: redeem(deps, client, form, row, resources, verifier, jkt, ids, now).await,
+    }
+}
+
+/// The code's row, its resources and the request's PKCE verifier.
+async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(CodeRow, Vec<String>, &'f str), Error> {
     let code = form.get("code").ok_or_else(|| Error::new(Kind::InvalidRequest, "code is required"))?;
     let verifier =
         form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
-    let digest = sha256_hex(code.as_bytes());
-    let Some(row) = rows::get_code(&deps.db, &digest).await? else {
+    let Some(row) = rows::get_code(&deps.db, &sha256_hex(code.as_bytes())).await? else {
         return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
     };
-    let resources: Vec<String> = json_column("authorization_codes.resources", &row.resources)?;
-    outcome.resource = resources.first().cloned();
-    outcome.user_id = Some(row.user_id.clone());
+    let resources = json_column("authorization_codes.resources", &row.resources)?;
+    Ok((row, resources, verifier))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn redeem(
+    deps: &Deps,
+    client: &ClientConfig,
+    form: &Form,
+    row: CodeRow,
+    resources: Vec<String>,
+    verifier: &str,
+    jkt: Option<&str>,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<TokenResponse, Error> {
+    let digest = row.code_sha256.clone();
     if row.client_id != client.client_id {
         return Err(Error::new(Kind::InvalidGrant, "authorization code was issued to another client"));
     }
@@ -99,35 +123,14 @@ pub async fn exchange(
     } else {
         None
     };
-    let (access_token, expires_in) = issue_access(
-        deps,
-        &txn,
-        Subject {
-            sub: &row.user_id,
-            client_id: &row.client_id,
-            aud: &aud,
-            scope: &row.scope,
-            family: Some(&row.family_id),
-            jkt,
-        },
-        now,
-    )
-    .await?;
-    audit::record(
-        &txn,
-        deps.clock.now_ms(),
-        AuditEvent {
-            event_type: "token_issued",
-            outcome: "success",
-            user_id: Some(row.user_id.clone()),
-            client_id: Some(row.client_id.clone()),
-            resource: aud.first().cloned(),
-            request_id: ids.request_id.clone(),
-            trace_id: ids.trace_id.clone(),
-            detail: serde_json::json!({"grant_type": "authorization_code", "scope": row.scope, "aud": aud, "refresh_token": refresh_token.is_some(), "dpop_jkt": jkt}),
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(TokenResponse { access_token, token_type: super::token_type(jkt), expires_in, scope: row.scope, refresh_token })
+    let detail = serde_json::json!({"grant_type": "authorization_code", "scope": row.scope, "aud": aud, "refresh_token": refresh_token.is_some(), "dpop_jkt": jkt});
+    let who = Subject {
+        sub: &row.user_id,
+        client_id: &row.client_id,
+        aud: &aud,
+        scope: &row.scope,
+        family: Some(&row.family_id),
+        jkt,
+    };
+    finish(deps, Some(txn), who, "token_issued", detail, refresh_token, ids, now).await
 }

@@ -54,6 +54,22 @@ pub struct Outcome {
     pub dpop_nonce: Option<String>,
 }
 
+/// A grant's result and what it learned on the way (the canonical resource,
+/// the user), which the log line and the failure audit row name even when
+/// the grant failed.
+pub struct GrantResult {
+    pub result: Result<TokenResponse, Error>,
+    pub resource: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl GrantResult {
+    /// Refused before anything was learned.
+    pub(crate) fn failed(e: Error) -> Self {
+        GrantResult { result: Err(e), resource: None, user_id: None }
+    }
+}
+
 fn grant_type(s: Option<&str>) -> Result<GrantType, Error> {
     match s {
         Some("authorization_code") => Ok(GrantType::AuthorizationCode),
@@ -103,10 +119,50 @@ pub(crate) async fn authenticate(
     result
 }
 
-/// Authenticates the client and runs the grant.
-#[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
+/// The token endpoint as a service: authenticates the client, checks a DPoP
+/// proof, runs the grant, and records a refused request's audit row. Returns
+/// the answer and what the handler logs and counts about it.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange(
+    deps: &Deps,
+    form: Form,
+    authorization: Option<&str>,
+    dpop_headers: &[&str],
+    addr: Option<std::net::IpAddr>,
+    ids: &RequestIds,
+    now: i64,
+) -> (Result<TokenResponse, Error>, Outcome) {
+    let mut outcome = Outcome::default();
+    let result = authenticate_and_grant(deps, form, authorization, dpop_headers, addr, ids, now, &mut outcome).await;
+    if let Err(e) = &result
+        && e.kind.status() < 500
+    {
+        // A security-relevant failure: one audit row, with the request's
+        // trace id. Best effort: the answer does not wait on a failed write.
+        let _ = deps
+            .audit
+            .record(
+                deps.clock.now_ms(),
+                AuditEvent {
+                    // A refused DPoP proof gets its own event type so it can be queried.
+                    event_type: if e.dpop.is_some() { "dpop_proof_rejected" } else { "token_failed" },
+                    outcome: "failure",
+                    user_id: outcome.user_id.clone(),
+                    client_id: outcome.client_id.clone(),
+                    resource: outcome.resource.clone(),
+                    request_id: ids.request_id.clone(),
+                    trace_id: ids.trace_id.clone(),
+                    detail: serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str()), "dpop_reason": e.dpop.map(|r| r.label()), "dpop_jkt": outcome.dpop_jkt}),
+                },
+            )
+            .await;
+    }
+    (result, outcome)
+}
+
+#[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
+#[allow(clippy::too_many_arguments)]
+async fn authenticate_and_grant(
     deps: &Deps,
     form: Form,
     authorization: Option<&str>,
@@ -141,15 +197,15 @@ pub async fn exchange(
     if jkt.is_none() && client.spec.dpop_bound_access_tokens {
         return Err(super::dpop::required("the client is registered with dpop_bound_access_tokens"));
     }
-    let result = match grant {
-        GrantType::AuthorizationCode => {
-            authorization_code::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await
-        }
-        GrantType::RefreshToken => refresh_token::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await,
-        GrantType::ClientCredentials => {
-            client_credentials::exchange(deps, &client.spec, &form, jkt, ids, now, outcome).await
-        }
+    let GrantResult { result, resource, user_id } = match grant {
+        GrantType::AuthorizationCode => authorization_code::exchange(deps, &client.spec, &form, jkt, ids, now).await,
+        GrantType::RefreshToken => refresh_token::exchange(deps, &client.spec, &form, jkt, ids, now).await,
+        GrantType::ClientCredentials => client_credentials::exchange(deps, &client.spec, &form, jkt, ids, now).await,
     };
+    if resource.is_some() {
+        outcome.resource = resource;
+    }
+    outcome.user_id = user_id;
     if let Some(r) = &outcome.resource {
         span.record("resource", r.as_str());
     }
@@ -201,6 +257,47 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
         rows::insert_access(conn, claims.jti.clone(), Some(f.to_owned()), client_id.to_owned(), claims.exp).await?;
     }
     Ok((token, ttl))
+}
+
+/// The end of every grant: the access token, the audit row (`event_type`
+/// with `detail`) and, for user grants, in `txn` with the commit; for
+/// `client_credentials` (no `txn`) through the group-committed audit sink.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn finish(
+    deps: &Deps,
+    txn: Option<sea_orm::DatabaseTransaction>,
+    who: Subject<'_>,
+    event_type: &'static str,
+    detail: serde_json::Value,
+    refresh_token: Option<String>,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<TokenResponse, Error> {
+    let (sub, client_id, aud, scope, jkt) = (who.sub, who.client_id, who.aud, who.scope, who.jkt);
+    let event = AuditEvent {
+        event_type,
+        outcome: "success",
+        user_id: who.family.map(|_| sub.to_owned()),
+        client_id: Some(client_id.to_owned()),
+        resource: aud.first().cloned(),
+        request_id: ids.request_id.clone(),
+        trace_id: ids.trace_id.clone(),
+        detail,
+    };
+    let (access_token, expires_in) = match txn {
+        Some(txn) => {
+            let issued = issue_access(deps, &txn, who, now).await?;
+            audit::record(&txn, deps.clock.now_ms(), event).await?;
+            txn.commit().await?;
+            issued
+        }
+        None => {
+            let issued = issue_access(deps, &deps.db, who, now).await?;
+            deps.audit.record(deps.clock.now_ms(), event).await?;
+            issued
+        }
+    };
+    Ok(TokenResponse { access_token, token_type: token_type(jkt), expires_in, scope: scope.to_owned(), refresh_token })
 }
 
 /// Revokes a family after a replayed code or a reused refresh token, with

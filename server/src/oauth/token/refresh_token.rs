@@ -6,15 +6,15 @@ use authplane_core::config::ClientConfig;
 use sea_orm::TransactionTrait;
 
 use super::{
-    Outcome, RequestIds, Subject, TokenResponse, issue_access, narrow_resources, narrow_scope, revoke_family_for,
+    GrantResult, RequestIds, Subject, TokenResponse, finish, narrow_resources, narrow_scope, revoke_family_for,
 };
 use crate::oauth::Deps;
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::random::{secret_token, sha256_hex};
-use crate::store::audit::{self, AuditEvent};
+use crate::store::entities::refresh_token::Model as RefreshRow;
 use crate::store::json_column;
-use crate::store::oauth as rows;
+use crate::store::oauth::{self as rows, FamilyRow};
 
 pub async fn exchange(
     deps: &Deps,
@@ -23,17 +23,46 @@ pub async fn exchange(
     jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
-    outcome: &mut Outcome,
-) -> Result<TokenResponse, Error> {
+) -> GrantResult {
+    let (token, row, family, granted_resources) = match find(deps, form).await {
+        Ok(found) => found,
+        Err(e) => return GrantResult::failed(e),
+    };
+    GrantResult {
+        resource: granted_resources.first().cloned(),
+        user_id: Some(family.user_id.clone()),
+        result: rotate(deps, client, form, token, row, &family, granted_resources, jkt, ids, now).await,
+    }
+}
+
+fn invalid() -> Error {
+    Error::new(Kind::InvalidGrant, "unknown, expired or revoked refresh token")
+}
+
+/// The presented token, its row, its family and the family's resources.
+async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(&'f str, RefreshRow, FamilyRow, Vec<String>), Error> {
     let token =
         form.get("refresh_token").ok_or_else(|| Error::new(Kind::InvalidRequest, "refresh_token is required"))?;
-    let digest = sha256_hex(token.as_bytes());
-    let invalid = || Error::new(Kind::InvalidGrant, "unknown, expired or revoked refresh token");
-    let row = rows::get_refresh(&deps.db, &digest).await?.ok_or_else(invalid)?;
+    let row = rows::get_refresh(&deps.db, &sha256_hex(token.as_bytes())).await?.ok_or_else(invalid)?;
     let family = rows::get_family(&deps.db, &row.family_id).await?.ok_or_else(invalid)?;
-    let granted_resources: Vec<String> = json_column("token_families.resources", &family.resources)?;
-    outcome.resource = granted_resources.first().cloned();
-    outcome.user_id = Some(family.user_id.clone());
+    let granted_resources = json_column("token_families.resources", &family.resources)?;
+    Ok((token, row, family, granted_resources))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rotate(
+    deps: &Deps,
+    client: &ClientConfig,
+    form: &Form,
+    token: &str,
+    row: RefreshRow,
+    family: &FamilyRow,
+    granted_resources: Vec<String>,
+    jkt: Option<&str>,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<TokenResponse, Error> {
+    let digest = row.token_sha256.clone();
     if family.client_id != client.client_id {
         return Err(Error::new(Kind::InvalidGrant, "refresh token was issued to another client"));
     }
@@ -49,7 +78,7 @@ pub async fn exchange(
         return Err(crate::oauth::dpop::key_mismatch("the refresh token"));
     }
     if let Some(rotated_at) = row.rotated_at {
-        return reused(deps, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
+        return reused(deps, family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     if family.expires_at <= now {
         return Err(invalid());
@@ -64,10 +93,10 @@ pub async fn exchange(
         drop(txn);
         let row = rows::get_refresh(&deps.db, &digest).await?.ok_or_else(invalid)?;
         let rotated_at = row.rotated_at.unwrap_or(now);
-        return reused(deps, &family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
+        return reused(deps, family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     rows::insert_refresh(&txn, sha256_hex(next.as_bytes()), family.id.clone(), now).await?;
-    complete(deps, txn, &family, aud, scope, next, jkt, ids, now, false).await
+    complete(deps, txn, family, aud, scope, next, jkt, ids, now, false).await
 }
 
 /// A spent refresh token presented again. Within `oauth.refresh_reuse_interval`
@@ -78,7 +107,7 @@ pub async fn exchange(
 #[allow(clippy::too_many_arguments)]
 async fn reused(
     deps: &Deps,
-    family: &crate::store::entities::token_family::Model,
+    family: &FamilyRow,
     sealed: Option<&str>,
     token: &str,
     rotated_at: i64,
@@ -120,7 +149,7 @@ async fn reused(
 async fn complete(
     deps: &Deps,
     txn: sea_orm::DatabaseTransaction,
-    family: &crate::store::entities::token_family::Model,
+    family: &FamilyRow,
     aud: Vec<String>,
     scope: String,
     next: String,
@@ -129,41 +158,19 @@ async fn complete(
     now: i64,
     within_reuse_interval: bool,
 ) -> Result<TokenResponse, Error> {
-    let (access_token, expires_in) = issue_access(
-        deps,
-        &txn,
-        Subject {
-            sub: &family.user_id,
-            client_id: &family.client_id,
-            aud: &aud,
-            scope: &scope,
-            family: Some(&family.id),
-            jkt,
-        },
-        now,
-    )
-    .await?;
     let mut detail = serde_json::json!({"grant_type": "refresh_token", "scope": scope, "aud": aud, "dpop_jkt": jkt});
     if within_reuse_interval {
         detail["within_reuse_interval"] = serde_json::Value::Bool(true);
     }
-    audit::record(
-        &txn,
-        deps.clock.now_ms(),
-        AuditEvent {
-            event_type: "token_refreshed",
-            outcome: "success",
-            user_id: Some(family.user_id.clone()),
-            client_id: Some(family.client_id.clone()),
-            resource: aud.first().cloned(),
-            request_id: ids.request_id.clone(),
-            trace_id: ids.trace_id.clone(),
-            detail,
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(TokenResponse { access_token, token_type: super::token_type(jkt), expires_in, scope, refresh_token: Some(next) })
+    let who = Subject {
+        sub: &family.user_id,
+        client_id: &family.client_id,
+        aud: &aud,
+        scope: &scope,
+        family: Some(&family.id),
+        jkt,
+    };
+    finish(deps, Some(txn), who, "token_refreshed", detail, Some(next), ids, now).await
 }
 
 /// The AES-256-GCM key that seals a token's successor: derived from the

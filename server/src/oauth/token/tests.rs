@@ -3,7 +3,7 @@
 //! asserted on exact values. The black-box suite (`tests/api`) covers the
 //! same rules through HTTP.
 
-use super::{Outcome, RequestIds, authorization_code, client_credentials, refresh_token};
+use super::{GrantResult, RequestIds, authorization_code, client_credentials, refresh_token};
 use crate::oauth::Kind;
 use crate::oauth::jwt;
 use crate::oauth::testing::{Fixture, RESOURCE, T0, form, kind};
@@ -12,17 +12,9 @@ fn ids() -> RequestIds {
     RequestIds { request_id: Some("r_test".into()), trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()) }
 }
 
-async fn redeem(
-    fx: &Fixture,
-    client: &str,
-    code: &str,
-    verifier: &str,
-    now: i64,
-) -> (Result<super::TokenResponse, crate::oauth::Error>, Outcome) {
-    let mut outcome = Outcome::default();
+async fn redeem(fx: &Fixture, client: &str, code: &str, verifier: &str, now: i64) -> GrantResult {
     let f = form(&[("grant_type", "authorization_code"), ("code", code), ("code_verifier", verifier)]);
-    let r = authorization_code::exchange(&fx.deps, &fx.client(client), &f, None, &ids(), now, &mut outcome).await;
-    (r, outcome)
+    authorization_code::exchange(&fx.deps, &fx.client(client), &f, None, &ids(), now).await
 }
 
 async fn refresh(
@@ -35,16 +27,15 @@ async fn refresh(
     if let Some(s) = scope {
         pairs.push(("scope", s));
     }
-    let mut outcome = Outcome::default();
-    refresh_token::exchange(&fx.deps, &fx.client("app"), &form(&pairs), None, &ids(), now, &mut outcome).await
+    refresh_token::exchange(&fx.deps, &fx.client("app"), &form(&pairs), None, &ids(), now).await.result
 }
 
 #[tokio::test]
 async fn a_code_redeems_once_for_an_audience_bound_token_with_the_clock_and_ids_given() {
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let (r, outcome) = redeem(&fx, "app", &code, &verifier, T0 + 5).await;
-    let t = r.unwrap();
+    let outcome = redeem(&fx, "app", &code, &verifier, T0 + 5).await;
+    let t = outcome.result.unwrap();
     assert_eq!((t.token_type, t.scope.as_str(), t.expires_in), ("Bearer", "tools/read", 3600));
     assert!(t.refresh_token.is_some(), "the client may refresh");
     assert_eq!(outcome.resource.as_deref(), Some(RESOURCE));
@@ -70,10 +61,10 @@ async fn a_code_redeems_once_for_an_audience_bound_token_with_the_clock_and_ids_
 async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let first = redeem(&fx, "app", &code, &verifier, T0 + 1).await.0.unwrap();
-    let (again, outcome) = redeem(&fx, "app", &code, &verifier, T0 + 2).await;
-    assert_eq!(kind(again), Kind::CodeReplay);
-    assert_eq!(outcome.user_id.as_deref(), Some("user-1"), "the log line names whose grant was replayed");
+    let first = redeem(&fx, "app", &code, &verifier, T0 + 1).await.result.unwrap();
+    let again = redeem(&fx, "app", &code, &verifier, T0 + 2).await;
+    assert_eq!(again.user_id.as_deref(), Some("user-1"), "the log line names whose grant was replayed");
+    assert_eq!(kind(again.result), Kind::CodeReplay);
     let revoked = fx.audit("token_revoked").await;
     assert_eq!(revoked.len(), 1);
     assert!(revoked[0].detail.contains("code_replay"), "{}", revoked[0].detail);
@@ -86,16 +77,16 @@ async fn a_code_is_refused_when_expired_for_another_client_or_with_the_wrong_ver
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
     assert_eq!(
-        kind(redeem(&fx, "app", &code, &verifier, T0 + 60).await.0),
+        kind(redeem(&fx, "app", &code, &verifier, T0 + 60).await.result),
         Kind::InvalidGrant,
         "expires_at is exclusive"
     );
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    assert_eq!(kind(redeem(&fx, "other-app", &code, &verifier, T0 + 1).await.0), Kind::InvalidGrant);
-    assert_eq!(kind(redeem(&fx, "app", &code, "not-the-verifier", T0 + 1).await.0), Kind::InvalidPkce);
+    assert_eq!(kind(redeem(&fx, "other-app", &code, &verifier, T0 + 1).await.result), Kind::InvalidGrant);
+    assert_eq!(kind(redeem(&fx, "app", &code, "not-the-verifier", T0 + 1).await.result), Kind::InvalidPkce);
     // None of the refusals spent the code: its client still redeems it.
-    assert!(redeem(&fx, "app", &code, &verifier, T0 + 1).await.0.is_ok());
-    assert_eq!(kind(redeem(&fx, "app", "no-such-code", "v", T0 + 1).await.0), Kind::InvalidGrant);
+    assert!(redeem(&fx, "app", &code, &verifier, T0 + 1).await.result.is_ok());
+    assert_eq!(kind(redeem(&fx, "app", "no-such-code", "v", T0 + 1).await.result), Kind::InvalidGrant);
 }
 
 #[tokio::test]
@@ -108,9 +99,7 @@ async fn a_changed_redirect_uri_is_refused() {
         ("code_verifier", &verifier),
         ("redirect_uri", "http://127.0.0.1/other"),
     ]);
-    let r =
-        authorization_code::exchange(&fx.deps, &fx.client("app"), &f, None, &ids(), T0 + 1, &mut Outcome::default())
-            .await;
+    let r = authorization_code::exchange(&fx.deps, &fx.client("app"), &f, None, &ids(), T0 + 1).await.result;
     assert_eq!(kind(r), Kind::RedirectUriChanged);
 }
 
@@ -118,7 +107,7 @@ async fn a_changed_redirect_uri_is_refused() {
 async fn refresh_rotates_and_a_spent_token_after_the_reuse_interval_revokes_the_family() {
     let fx = Fixture::new("refresh_reuse_interval: 10s").await;
     let (code, verifier) = fx.code("app", "tools/read tools/write", T0 + 60).await;
-    let first = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap();
+    let first = redeem(&fx, "app", &code, &verifier, T0).await.result.unwrap();
     let r1 = first.refresh_token.unwrap();
 
     let second = refresh(&fx, &r1, Some("tools/read"), T0 + 100).await.unwrap();
@@ -144,28 +133,20 @@ async fn refresh_rotates_and_a_spent_token_after_the_reuse_interval_revokes_the_
 async fn refresh_cannot_widen_the_grant_or_outlive_the_family() {
     let fx = Fixture::new("refresh_reuse_interval: 0s").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap().refresh_token.unwrap();
+    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.result.unwrap().refresh_token.unwrap();
     assert_eq!(kind(refresh(&fx, &r1, Some("tools/write"), T0 + 1).await), Kind::InvalidScope);
     let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", r1.as_str())];
     pairs.push(("resource", "https://elsewhere.example/mcp"));
-    let r = refresh_token::exchange(
-        &fx.deps,
-        &fx.client("app"),
-        &form(&pairs),
-        None,
-        &ids(),
-        T0 + 1,
-        &mut Outcome::default(),
-    )
-    .await;
-    assert_eq!(kind(r), Kind::InvalidTarget);
+    let r = refresh_token::exchange(&fx.deps, &fx.client("app"), &form(&pairs), None, &ids(), T0 + 1).await;
+    assert_eq!(r.resource.as_deref(), Some(RESOURCE), "the log line names the granted resource");
+    assert_eq!(kind(r.result), Kind::InvalidTarget);
     // Refused requests did not rotate it; the family's absolute expiry (the
     // default refresh_token_ttl, 30 days) ends it.
     let ttl = fx.cfg.oauth.refresh_token_ttl.as_secs() as i64;
     assert!(refresh(&fx, &r1, None, T0 + ttl - 1).await.is_ok());
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap().refresh_token.unwrap();
+    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.result.unwrap().refresh_token.unwrap();
     assert_eq!(kind(refresh(&fx, &r1, None, T0 + ttl).await), Kind::InvalidGrant);
 }
 
@@ -173,11 +154,9 @@ async fn refresh_cannot_widen_the_grant_or_outlive_the_family() {
 async fn another_clients_refresh_token_is_refused_without_revoking_it() {
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap().refresh_token.unwrap();
+    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.result.unwrap().refresh_token.unwrap();
     let f = form(&[("grant_type", "refresh_token"), ("refresh_token", &r1)]);
-    let r =
-        refresh_token::exchange(&fx.deps, &fx.client("other-app"), &f, None, &ids(), T0 + 1, &mut Outcome::default())
-            .await;
+    let r = refresh_token::exchange(&fx.deps, &fx.client("other-app"), &f, None, &ids(), T0 + 1).await.result;
     assert_eq!(kind(r), Kind::InvalidGrant);
     assert!(refresh(&fx, &r1, None, T0 + 2).await.is_ok());
 }
@@ -185,11 +164,10 @@ async fn another_clients_refresh_token_is_refused_without_revoking_it() {
 #[tokio::test]
 async fn client_credentials_gives_a_machine_token_only_for_allowed_resources() {
     let fx = Fixture::new("").await;
-    let mut outcome = Outcome::default();
     let f = form(&[("grant_type", "client_credentials"), ("resource", RESOURCE)]);
-    let t = client_credentials::exchange(&fx.deps, &fx.client("machine"), &f, None, &ids(), T0, &mut outcome)
-        .await
-        .unwrap();
+    let outcome = client_credentials::exchange(&fx.deps, &fx.client("machine"), &f, None, &ids(), T0).await;
+    assert!(outcome.user_id.is_none());
+    let t = outcome.result.unwrap();
     assert!(t.refresh_token.is_none());
     assert_eq!(t.scope, "tools/read", "the resource's default scopes");
     assert_eq!(outcome.resource.as_deref(), Some(RESOURCE));
@@ -198,11 +176,11 @@ async fn client_credentials_gives_a_machine_token_only_for_allowed_resources() {
     assert_eq!(fx.audit("token_issued").await[0].occurred_at_ms, T0 * 1000);
 
     // A public client, and a confidential one without allowed_resources.
-    let r = client_credentials::exchange(&fx.deps, &fx.client("app"), &f, None, &ids(), T0, &mut outcome).await;
+    let r = client_credentials::exchange(&fx.deps, &fx.client("app"), &f, None, &ids(), T0).await.result;
     assert_eq!(kind(r), Kind::UnauthorizedClient);
     let mut no_list = fx.client("machine");
     no_list.allowed_resources.clear();
-    let r = client_credentials::exchange(&fx.deps, &no_list, &f, None, &ids(), T0, &mut outcome).await;
+    let r = client_credentials::exchange(&fx.deps, &no_list, &f, None, &ids(), T0).await.result;
     assert_eq!(kind(r), Kind::UnauthorizedClient);
 }
 
@@ -216,16 +194,19 @@ async fn the_token_service_authenticates_the_client_before_any_grant() {
     let exchange = |auth: String| {
         let fx = &fx;
         async move {
-            let mut outcome = Outcome::default();
             let f = form(&[("grant_type", "client_credentials"), ("resource", RESOURCE)]);
-            let r = super::exchange(&fx.deps, f, Some(&auth), &[], None, &ids(), T0, &mut outcome).await;
-            (r, outcome)
+            super::exchange(&fx.deps, f, Some(&auth), &[], None, &ids(), T0).await
         }
     };
     let (r, outcome) = exchange(basic("wrong")).await;
     assert_eq!(kind(r), Kind::InvalidClient);
     assert_eq!(outcome.client_id.as_deref(), Some("machine"));
     assert!(outcome.resource.is_none(), "no grant ran");
+    let failed = fx.audit("token_failed").await;
+    assert_eq!(failed.len(), 1, "a refused request leaves one audit row");
+    assert_eq!(failed[0].client_id.as_deref(), Some("machine"));
+    assert_eq!(failed[0].trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert!(failed[0].detail.contains("ErrInvalidClient"), "{}", failed[0].detail);
     let (r, outcome) = exchange(basic("machine-secret")).await;
     assert!(r.is_ok());
     assert_eq!(outcome.grant_type, Some(authplane_core::config::GrantType::ClientCredentials));
@@ -236,7 +217,7 @@ async fn an_unreadable_stored_grant_is_a_server_error_naming_the_column_not_an_e
     use sea_orm::ConnectionTrait;
     let fx = Fixture::new("").await;
     let (code, verifier) = fx.code("app", "tools/read", T0 + 60).await;
-    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.0.unwrap().refresh_token.unwrap();
+    let r1 = redeem(&fx, "app", &code, &verifier, T0).await.result.unwrap().refresh_token.unwrap();
     fx.deps.db.execute_unprepared("UPDATE token_families SET resources = 'not json'").await.unwrap();
     let e = refresh(&fx, &r1, None, T0 + 1).await.unwrap_err();
     assert_eq!(e.kind, Kind::ServerError);
