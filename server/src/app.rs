@@ -74,6 +74,8 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
             cimd_rate: Default::default(),
             dpop_replay,
             dpop_nonce_key: crate::random::bytes::<32>(),
+            hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
+            password_memory: Default::default(),
             clock: crate::oauth::deps::Clock::System,
             ids: crate::oauth::deps::Ids::Random,
         },
@@ -82,8 +84,6 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
         db_info,
         metrics: metrics.clone(),
         admin_key: ArcSwap::from_pointee(admin_key),
-        hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
-        password_memory: Default::default(),
         registration_rate: Default::default(),
         health: Mutex::new(None),
     });

@@ -25,10 +25,6 @@ pub struct AppState {
     pub db_info: DbInfo,
     pub metrics: Arc<Metrics>,
     pub admin_key: ArcSwap<Option<Secret<String>>>,
-    /// Concurrent argon2 verifications (sized at start).
-    pub hash_gate: crate::limits::HashGate,
-    /// argon2 working memory, one buffer per hashing slot, reused.
-    pub password_memory: crate::password::Memory,
     pub registration_rate: crate::limits::PerAddressRate,
     pub(crate) health: Mutex<Option<(Instant, bool)>>,
 }

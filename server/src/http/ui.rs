@@ -9,12 +9,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use tracing::Instrument;
 
 use super::request::{MAX_FORM, client_addr, denied, ids};
 use crate::oauth::authorize::{self, Failure, Params, Validated};
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
+use crate::oauth::login::{self, Refusal};
 use crate::oauth::{clients, consent};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
@@ -354,140 +354,60 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let addr = client_addr(&state, &req);
-    let limits = state.deps.config.load().limits.clone();
-    let now_ms = clock::now_ms();
-    let subject = crate::limits::Subject::Login;
-    if limits.failure_throttle
-        && let Some(ms) = state.deps.throttle.blocked(subject, &username, addr, now_ms)
-    {
-        let secs = (ms as u64).div_ceil(1000);
-        let e = Error::new(Kind::LoginThrottled, format!("too many failed sign-ins; retry in {secs} s"));
-        // Counted per refused attempt; the audit row was written when the
-        // delay began (below), so a flood of attempts writes no rows.
-        denied(&state, &e, "login refused", Some(&v.client_id), None);
-        let msg = format!(
-            "Too many failed sign-in attempts. For your account's safety, wait {} and try again.",
-            human_wait(secs)
-        );
-        let mut res = render_login(&state, &row, &v, &username, Some(&msg), StatusCode::TOO_MANY_REQUESTS, now).await;
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
-    }
-    let user = match reg::find_user(&state.deps.db, &username).await {
-        Ok(u) => u.filter(|u| u.username == username),
-        Err(e) => return error_page(&state, &req, &e.into()),
+    let signed = match login::sign_in(&state.deps, &username, password, addr, &v.client_id, &ids(&req), now).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&state, &req, &e),
     };
-    // Verify against a dummy hash for unknown users so timing does not tell
-    // which usernames exist. argon2 (~19 MiB each) runs off the async
-    // workers, at most `limits.password_hash_concurrency` at once.
-    let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
-    let Ok(permit) = state.hash_gate.acquire(limits.password_hash_queue_timeout.to_std()).await else {
-        let e = Error::new(Kind::Overloaded, "no password-hashing slot became free in time").retry_after(5);
-        denied(&state, &e, "login refused", Some(&v.client_id), None);
-        let mut res = render_login(
-            &state,
-            &row,
-            &v,
-            &username,
-            Some("The server is busy. Please try again in a few seconds."),
-            StatusCode::SERVICE_UNAVAILABLE,
-            now,
-        )
-        .await;
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5u64));
-        return res;
-    };
-    let st = state.clone();
-    let pw_ok = web::block(move || {
-        let ok = st.password_memory.verify(&password, &hash);
-        drop(permit);
-        ok
-    })
-    .instrument(tracing::debug_span!(
-        "crypto.verify",
-        authplane.layer = "crypto",
-        purpose = "password",
-        algorithm = "argon2id"
-    ))
-    .await
-    .unwrap_or(false);
-    let Some(user) = user.filter(|_| pw_ok && !username.is_empty()) else {
-        let e = Error::new(Kind::LoginFailed, "wrong username or password");
-        denied(&state, &e, "login failed", Some(&v.client_id), None);
-        let imposed_ms = if limits.failure_throttle {
-            let schedule = crate::limits::Schedule::from_config(&limits);
-            state.deps.throttle.failed(subject, &username, addr, now_ms, &schedule)
-        } else {
-            0
-        };
-        login_audit(&state, &req, "login_failed", &v.client_id, &username, None).await;
-        if imposed_ms > 0 {
-            let secs = (imposed_ms as u64).div_ceil(1000);
-            tracing::warn!(client_id = %v.client_id, retry_after_s = secs, "sign-ins throttled after repeated failures");
-            login_audit(&state, &req, "login_throttled", &v.client_id, &username, Some(secs)).await;
+    let (status, e, msg, retry_after) = match signed {
+        Ok(s) => {
+            tracing::info!(user_id = %s.user_id, client_id = %v.client_id, "user signed in");
+            return signed_in(&state, &row, s);
         }
-        return render_login(
-            &state,
-            &row,
-            &v,
-            &username,
-            Some("Wrong username or password."),
+        Err(Refusal::Throttled { retry_after: secs }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Error::new(Kind::LoginThrottled, format!("too many failed sign-ins; retry in {secs} s")),
+            format!(
+                "Too many failed sign-in attempts. For your account's safety, wait {} and try again.",
+                human_wait(secs)
+            ),
+            Some(secs),
+        ),
+        Err(Refusal::Overloaded) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Error::new(Kind::Overloaded, "no password-hashing slot became free in time").retry_after(5),
+            "The server is busy. Please try again in a few seconds.".to_owned(),
+            Some(5),
+        ),
+        Err(Refusal::Wrong) => (
             StatusCode::UNAUTHORIZED,
-            now,
-        )
-        .await;
+            Error::new(Kind::LoginFailed, "wrong username or password"),
+            "Wrong username or password.".to_owned(),
+            None,
+        ),
     };
-    if limits.failure_throttle {
-        state.deps.throttle.succeeded(subject, &username, addr);
+    let what = if status == StatusCode::UNAUTHORIZED { "login failed" } else { "login refused" };
+    denied(&state, &e, what, Some(&v.client_id), None);
+    let mut res = render_login(&state, &row, &v, &username, Some(&msg), status, now).await;
+    if let Some(secs) = retry_after {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    let sid = random::secret_token();
-    let ttl = state.deps.config.load().oauth.login_session_ttl.as_secs() as i64;
-    if let Err(e) =
-        rows::insert_session(&state.deps.db, random::sha256_hex(sid.as_bytes()), user.id.clone(), now, now + ttl).await
-    {
-        return error_page(&state, &req, &e.into());
-    }
-    tracing::info!(user_id = %user.id, client_id = %v.client_id, "user signed in");
+    res
+}
+
+/// The browser goes on to consent with its new session cookie.
+fn signed_in(state: &AppState, row: &AuthRequestRow, s: login::SignedIn) -> HttpResponse {
+    let ttl = s.ttl;
+    let sid = s.session;
     let mut res = see_other(&format!("/ui/consent?request={}", row.id));
     let cookie = Cookie::build(SESSION_COOKIE, sid)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(secure_cookies(&state))
+        .secure(secure_cookies(state))
         .max_age(actix_web::cookie::time::Duration::seconds(ttl))
         .finish();
     let _ = res.add_cookie(&cookie);
     res
-}
-
-/// One audit row for a refused sign-in (`login_failed`), or for the start of
-/// a throttling delay (`login_throttled`, with its length).
-async fn login_audit(
-    state: &AppState,
-    req: &HttpRequest,
-    event_type: &'static str,
-    client_id: &str,
-    username: &str,
-    retry_after: Option<u64>,
-) {
-    let ids = ids(req);
-    let _ = audit::record(
-        &state.deps.db,
-        clock::now_ms(),
-        AuditEvent {
-            event_type,
-            outcome: "failure",
-            client_id: Some(client_id.to_owned()),
-            request_id: ids.request_id,
-            trace_id: ids.trace_id,
-            detail: serde_json::json!({
-                "username": username.chars().take(64).collect::<String>(),
-                "retry_after_s": retry_after,
-            }),
-            ..Default::default()
-        },
-    )
-    .await;
 }
 
 /// "42 seconds", "3 minutes" for the throttled page.
@@ -498,10 +418,6 @@ fn human_wait(secs: u64) -> String {
         _ => format!("{} minutes", secs.div_ceil(60)),
     }
 }
-
-/// argon2id of a random string, verified when the username is unknown.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Wc3m9wV2kD1XgBn8QoS5lqRkL1S7F9oC3tC8y7m8y4Q";
 
 /// Scopes the user has not yet granted this client for each resource.
 #[tracing::instrument(name = "ui.consent", level = "debug", skip_all, fields(authplane.layer = "service"))]

@@ -2,6 +2,7 @@
 //! composition root (`app.rs`) builds it and the HTTP layer hands it to
 //! `oauth/` functions. Nothing here knows about actix or the listeners.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
@@ -9,7 +10,7 @@ use authplane_core::config::Config;
 
 use super::{cimd, clients};
 use crate::keys::KeyManager;
-use crate::limits::{PerAddressRate, Throttle};
+use crate::limits::{HashGate, PerAddressRate, Throttle};
 use crate::registry::Registry;
 use crate::store::{Db, audit, dpop};
 
@@ -31,6 +32,10 @@ pub struct Deps {
     pub dpop_replay: dpop::ReplayStore,
     /// The DPoP nonce HMAC key when `oauth.dpop_nonce_secret` is unset.
     pub dpop_nonce_key: [u8; 32],
+    /// Concurrent argon2 verifications (sized at start).
+    pub hash_gate: HashGate,
+    /// argon2 working memory, one buffer per hashing slot, reused.
+    pub password_memory: Arc<crate::password::Memory>,
     pub clock: Clock,
     pub ids: Ids,
 }

@@ -16,6 +16,7 @@ pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod jwt;
+pub mod login;
 pub mod pkce;
 pub mod register;
 pub mod revoke;

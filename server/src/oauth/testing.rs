@@ -28,6 +28,11 @@ pub struct Fixture {
 impl Fixture {
     /// `extra_oauth` is YAML for the `oauth:` section (e.g. `refresh_reuse_interval: 0s`).
     pub async fn new(extra_oauth: &str) -> Fixture {
+        Fixture::with(extra_oauth, "").await
+    }
+
+    /// [`Fixture::new`] plus more top-level YAML (`limits:`, `users:`).
+    pub async fn with(extra_oauth: &str, more_yaml: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             r#"
@@ -53,6 +58,7 @@ clients:
     client_secret_sha256: {secret}
     grant_types: [client_credentials]
     allowed_resources: [{RESOURCE}]
+{more_yaml}
 "#,
             db = dir.path().join("t.db").display(),
             secret = sha256_hex(b"machine-secret"),
@@ -77,6 +83,8 @@ clients:
             cimd_rate: Default::default(),
             dpop_replay: dpop::ReplayStore::spawn(db.clone()),
             dpop_nonce_key: [7; 32],
+            hash_gate: crate::limits::HashGate::new(1),
+            password_memory: Default::default(),
             clock: Clock::fixed(T0 * 1000),
             ids: Ids::sequence(),
             db,
