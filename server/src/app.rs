@@ -72,6 +72,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
             audit,
             throttle: Default::default(),
             cimd_rate: Default::default(),
+            registration_rate: Default::default(),
             dpop_replay,
             dpop_nonce_key: crate::random::bytes::<32>(),
             hash_gate: crate::limits::HashGate::new(cfg.limits.password_hash_concurrency),
@@ -84,7 +85,6 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
         db_info,
         metrics: metrics.clone(),
         admin_key: ArcSwap::from_pointee(admin_key),
-        registration_rate: Default::default(),
         health: Mutex::new(None),
     });
     state.db_healthy().await;

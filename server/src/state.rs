@@ -25,7 +25,6 @@ pub struct AppState {
     pub db_info: DbInfo,
     pub metrics: Arc<Metrics>,
     pub admin_key: ArcSwap<Option<Secret<String>>>,
-    pub registration_rate: crate::limits::PerAddressRate,
     pub(crate) health: Mutex<Option<(Instant, bool)>>,
 }
 

@@ -28,6 +28,7 @@ pub struct Deps {
     /// Failed sign-ins and client authentications.
     pub throttle: Throttle,
     pub cimd_rate: PerAddressRate,
+    pub registration_rate: PerAddressRate,
     /// Group-committed inserts into the DPoP replay store.
     pub dpop_replay: dpop::ReplayStore,
     /// The DPoP nonce HMAC key when `oauth.dpop_nonce_secret` is unset.

@@ -7,8 +7,129 @@ use authplane_core::redirect::RedirectUri;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use sea_orm::TransactionTrait;
+
+use super::Deps;
 use super::error::{Error, Kind};
-use crate::store::registry::ClientExtras;
+use super::token::RequestIds;
+use crate::random;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::registry::{self as rows, ClientExtras, Source};
+
+/// Largest registration request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the handler read from a registration request.
+pub struct Call<'a> {
+    /// The `Authorization: Bearer` value: the initial access token.
+    pub bearer: Option<&'a str>,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    pub addr: Option<std::net::IpAddr>,
+}
+
+/// `POST /oauth/register` as a service: the registration policy
+/// (`oauth.registration`), the per-address rate, the initial access token
+/// (compared in constant time), the size and client-count bounds, the
+/// request's validation, then the client and its audit row in one
+/// transaction. Returns the stored client and the RFC 7591 response (with
+/// the only copy of a confidential client's secret).
+pub async fn register(
+    deps: &Deps,
+    call: Call<'_>,
+    ids: &RequestIds,
+    now: i64,
+) -> Result<(ClientConfig, Response), Error> {
+    use authplane_core::config::RegistrationPolicy;
+    let cfg = deps.config.load_full();
+    let rate = || {
+        deps.registration_rate.check(call.addr, cfg.limits.registrations_per_minute).map_err(|secs| {
+            Error::new(
+                Kind::RateLimited,
+                "too many registrations from this address; register once and keep the client id",
+            )
+            .retry_after(secs)
+        })
+    };
+    // Open registration is for MCP clients acting for a person: user grants only.
+    let mut allowed_grants = vec![GrantType::AuthorizationCode, GrantType::RefreshToken];
+    match cfg.oauth.registration {
+        RegistrationPolicy::Off => {
+            return Err(Error::new(
+                Kind::RegistrationDisabled,
+                "dynamic client registration is disabled on this server",
+            ));
+        }
+        RegistrationPolicy::Token => {
+            // Rate-limited before the token check too: guesses at the
+            // initial access token count against the same allowance.
+            rate()?;
+            let presented = call.bearer.unwrap_or("");
+            let ok = cfg
+                .oauth
+                .initial_access_token
+                .as_ref()
+                .is_some_and(|t| random::secure_eq(presented.as_bytes(), t.expose().as_bytes()));
+            if !ok {
+                return Err(Error::new(
+                    Kind::InvalidToken,
+                    "an initial access token is required (Authorization: Bearer …)",
+                ));
+            }
+            allowed_grants.clone_from(&cfg.oauth.initial_access_token_grant_types);
+        }
+        RegistrationPolicy::Open => rate()?,
+    }
+    if !call.content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return Err(Error::new(Kind::InvalidClientMetadata, "expected Content-Type: application/json (RFC 7591 §3.1)"));
+    }
+    if call.body.len() > MAX_BODY {
+        return Err(Error::new(Kind::InvalidClientMetadata, "registration request larger than 64 KiB"));
+    }
+    if cfg.oauth.registration_max_clients > 0 {
+        let n = rows::count_clients(&deps.db, Source::Dcr).await?;
+        if n >= cfg.oauth.registration_max_clients {
+            tracing::warn!(clients = n, "dynamic registration refused: oauth.registration_max_clients reached");
+            return Err(Error::new(
+                Kind::RateLimited,
+                "this server holds the most dynamically registered clients it keeps; retry later",
+            )
+            .retry_after(3600));
+        }
+    }
+    let request: Request = serde_json::from_slice(call.body)
+        .map_err(|e| Error::new(Kind::InvalidClientMetadata, format!("invalid JSON: {e}")))?;
+    let secret = || {
+        let s = random::secret_token();
+        let d = random::sha256_hex(s.as_bytes());
+        Some((s, d))
+    };
+    let (client, extras, mut response, secret) = validate(request, &allowed_grants, deps.ids.id("dcr_"), secret)?;
+    let registry = deps.registry.get();
+    if let Some(r) = client.allowed_resources.iter().find(|r| !registry.resources.iter().any(|x| &x.resource == *r)) {
+        return Err(Error::new(Kind::InvalidTarget, format!("allowed_resources: {r} is not a registered resource")));
+    }
+    let txn = deps.db.begin().await?;
+    rows::insert_client(&txn, &client, Source::Dcr, now, Some(&extras)).await?;
+    audit::record(
+        &txn,
+        deps.clock.now_ms(),
+        AuditEvent {
+            event_type: "client_registered",
+            outcome: "success",
+            client_id: Some(client.client_id.clone()),
+            request_id: ids.request_id.clone(),
+            trace_id: ids.trace_id.clone(),
+            detail: serde_json::json!({"via": "dcr", "client_name": client.client_name, "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(), "redirect_uris": client.redirect_uris}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    response.client_id_issued_at = now;
+    response.client_secret = secret;
+    Ok((client, response))
+}
 
 /// The registration request: typed fields plus whatever else the client
 /// sent, kept as metadata.
@@ -232,4 +353,60 @@ pub fn validate(
         other,
     };
     Ok((client, extras, response, secret.map(|(s, _)| s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::testing::{Fixture, T0, kind};
+
+    const BODY: &str =
+        r#"{"client_name":"Tool","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}"#;
+
+    fn call<'a>(bearer: Option<&'a str>, body: &'a str) -> Call<'a> {
+        Call {
+            bearer,
+            content_type: "application/json",
+            body: body.as_bytes(),
+            addr: Some("192.0.2.9".parse().unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_policy_decides_who_may_register() {
+        let off = Fixture::new(r#"registration: "off""#).await;
+        assert_eq!(
+            kind(register(&off.deps, call(None, BODY), &RequestIds::default(), T0).await),
+            Kind::RegistrationDisabled
+        );
+
+        let token = Fixture::new(r#"registration: token, initial_access_token: "0123456789abcdef-token""#).await;
+        let wrong = register(&token.deps, call(Some("0123456789abcdef-tokem"), BODY), &RequestIds::default(), T0).await;
+        assert_eq!(kind(wrong), Kind::InvalidToken);
+        assert!(
+            register(&token.deps, call(Some("0123456789abcdef-token"), BODY), &RequestIds::default(), T0).await.is_ok()
+        );
+
+        let open = Fixture::new("registration: open").await;
+        let (client, response) = register(&open.deps, call(None, BODY), &RequestIds::default(), T0).await.unwrap();
+        assert_eq!(client.client_id, "dcr_id-1", "the id comes from the id source");
+        assert_eq!(response.client_id_issued_at, T0);
+        assert!(response.client_secret.is_none(), "a public client gets no secret");
+        let stored = crate::oauth::clients::find(&open.deps, "dcr_id-1", T0).await.unwrap().unwrap();
+        assert_eq!(stored.display_name, "Tool");
+        assert_eq!(open.audit("client_registered").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_requests_are_refused_before_anything_is_stored() {
+        let fx = Fixture::new("registration: open").await;
+        let ids = RequestIds::default();
+        let mut c = call(None, BODY);
+        c.content_type = "text/plain";
+        assert_eq!(kind(register(&fx.deps, c, &ids, T0).await), Kind::InvalidClientMetadata);
+        let big = format!(r#"{{"client_name":"{}"}}"#, "x".repeat(MAX_BODY));
+        assert_eq!(kind(register(&fx.deps, call(None, &big), &ids, T0).await), Kind::InvalidClientMetadata);
+        assert_eq!(kind(register(&fx.deps, call(None, "{"), &ids, T0).await), Kind::InvalidClientMetadata);
+        assert!(fx.audit("client_registered").await.is_empty());
+    }
 }

@@ -81,6 +81,7 @@ clients:
             audit: audit::Sink::spawn(db.clone()),
             throttle: Default::default(),
             cimd_rate: Default::default(),
+            registration_rate: Default::default(),
             dpop_replay: dpop::ReplayStore::spawn(db.clone()),
             dpop_nonce_key: [7; 32],
             hash_gate: crate::limits::HashGate::new(1),
