@@ -31,9 +31,7 @@ use super::{
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::keys;
 use crate::probe::{Prober, Probes, verdict};
-use crate::render::config::{
-    ClientIn, Registry, ResourceIn, client_id, client_secret_name, id_claim, registry, render, to_yaml,
-};
+use crate::render::config::{ClientIn, Registry, ResourceIn, client_id, client_secret_name, registry, render, to_yaml};
 use crate::render::objects::{self, Owner};
 use crate::render::{
     AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, shards, stamp,
@@ -249,27 +247,11 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
             ClientType::Public => None,
             ClientType::Confidential => client_digest(&ctx, c).await?,
         };
-        let cname = c.metadata.name.as_deref().unwrap_or_default();
-        let (holds_id, awaits_adoption) = id_claim(c, &client_id(&ns, cname, &c.spec));
-        client_inputs.push(ClientIn {
-            name: cname,
-            namespace: &ns,
-            created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            spec: &c.spec,
-            digest,
-            holds_id,
-            awaits_adoption,
-        });
+        let id = client_id(&ns, c.metadata.name.as_deref().unwrap_or_default(), &c.spec);
+        client_inputs.push(ClientIn::of(c, &ns, &id, digest));
     }
-    let resource_inputs: Vec<ResourceIn<'_>> = resources
-        .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .map(|r| ResourceIn {
-            name: r.metadata.name.as_deref().unwrap_or_default(),
-            created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            spec: &r.spec,
-        })
-        .collect();
+    let resource_inputs: Vec<ResourceIn<'_>> =
+        resources.iter().filter(|r| r.metadata.deletion_timestamp.is_none()).map(|r| ResourceIn::of(r)).collect();
     let mut reg: Registry = registry(&resource_inputs, &client_inputs);
 
     // 2. The config file.

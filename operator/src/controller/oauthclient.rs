@@ -25,7 +25,7 @@ use tracing::Instrument;
 use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret, reflect};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{
-    ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, id_claim, registry,
+    ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, registry,
 };
 use crate::render::shards::{entry_hash, shard_of};
 use crate::render::{AUTHSERVER_LABEL, MANAGED_BY_LABEL, MANAGED_SELECTOR, SHARD_LABEL, objects, sha256_hex};
@@ -292,15 +292,8 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
             .into_iter()
             .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.auth_server_ref.name == server_name)
             .collect();
-        let resource_inputs: Vec<ResourceIn<'_>> = resources
-            .iter()
-            .filter(|r| r.metadata.deletion_timestamp.is_none())
-            .map(|r| ResourceIn {
-                name: r.metadata.name.as_deref().unwrap_or_default(),
-                created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                spec: &r.spec,
-            })
-            .collect();
+        let resource_inputs: Vec<ResourceIn<'_>> =
+            resources.iter().filter(|r| r.metadata.deletion_timestamp.is_none()).map(|r| ResourceIn::of(r)).collect();
         // Siblings matter only for client_id conflicts; their secrets are
         // their own business (a stand-in digest keeps them in the running).
         let siblings: Vec<Arc<OAuthClient>> = ctx
@@ -315,32 +308,10 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
             })
             .collect();
         let stand_in = Some("0".repeat(64));
-        let mut client_inputs: Vec<ClientIn<'_>> = siblings
-            .iter()
-            .map(|c| {
-                let (holds_id, awaits_adoption) = id_claim(c, &id);
-                ClientIn {
-                    name: c.metadata.name.as_deref().unwrap_or_default(),
-                    namespace: &ns,
-                    created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    spec: &c.spec,
-                    digest: stand_in.clone(),
-                    holds_id,
-                    awaits_adoption,
-                }
-            })
-            .collect();
+        let mut client_inputs: Vec<ClientIn<'_>> =
+            siblings.iter().map(|c| ClientIn::of(c, &ns, &id, stand_in.clone())).collect();
         // Its own entry with its real digest: what the AuthServer renders.
-        let (holds_id, awaits_adoption) = id_claim(&obj, &id);
-        client_inputs.push(ClientIn {
-            name: &name,
-            namespace: &ns,
-            created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            spec: &obj.spec,
-            digest: secret_value.clone(),
-            holds_id,
-            awaits_adoption,
-        });
+        client_inputs.push(ClientIn::of(&obj, &ns, &id, secret_value.clone()));
         let reg = registry(&resource_inputs, &client_inputs);
         match reg.client_verdicts.get(&name) {
             Some(Verdict::Accepted) | None => {

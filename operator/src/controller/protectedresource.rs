@@ -159,14 +159,7 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
                         && r.metadata.deletion_timestamp.is_none()
                 })
                 .collect();
-            let inputs: Vec<ResourceIn<'_>> = siblings
-                .iter()
-                .map(|r| ResourceIn {
-                    name: r.metadata.name.as_deref().unwrap_or_default(),
-                    created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    spec: &r.spec,
-                })
-                .collect();
+            let inputs: Vec<ResourceIn<'_>> = siblings.iter().map(|r| ResourceIn::of(r)).collect();
             let reg = registry(&inputs, &[]);
             let want = match reg.resource_verdicts.get(&name) {
                 Some(Verdict::Accepted) => {

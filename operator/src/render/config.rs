@@ -47,6 +47,33 @@ pub struct ClientIn<'a> {
     pub awaits_adoption: bool,
 }
 
+impl<'a> ResourceIn<'a> {
+    pub fn of(r: &'a authplane_crds::ProtectedResource) -> Self {
+        ResourceIn {
+            name: r.metadata.name.as_deref().unwrap_or_default(),
+            created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            spec: &r.spec,
+        }
+    }
+}
+
+impl<'a> ClientIn<'a> {
+    /// An OAuthClient in `namespace` that claims client id `id`, with the
+    /// digest of its secret when known.
+    pub fn of(c: &'a authplane_crds::OAuthClient, namespace: &'a str, id: &str, digest: Option<String>) -> Self {
+        let (holds_id, awaits_adoption) = id_claim(c, id);
+        ClientIn {
+            name: c.metadata.name.as_deref().unwrap_or_default(),
+            namespace,
+            created: c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            spec: &c.spec,
+            digest,
+            holds_id,
+            awaits_adoption,
+        }
+    }
+}
+
 /// Whether an object made it into the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
