@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use crate::http::observe::Observer;
 use crate::keys::{KeyManager, KeyStore, Timings};
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::registry::Registry;
+use crate::resource_index::ResourceIndex;
 use crate::state::AppState;
 use crate::store;
 use crate::{clock, configfile, http};
@@ -39,7 +39,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     if applied > 0 {
         tracing::info!(applied, db = %db_info.kind, "migrations applied");
     }
-    let report = store::registry::sync_config(&db, &cfg, clock::now())
+    let report = store::entries::sync_config(&db, &cfg, clock::now())
         .await
         .map_err(|e| format!("cannot store the config file's resources, clients and users: {e}"))?;
     tracing::debug!(upserted = report.upserted, removed = report.removed, "config entries synced");
@@ -56,8 +56,8 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     }
 
     let admin_key = configfile::admin_key(&cfg)?;
-    let registry = Registry::default();
-    registry.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
+    let resources = ResourceIndex::default();
+    resources.refresh(&db).await.map_err(|e| format!("cannot read resources: {e}"))?;
 
     let audit = crate::store::audit::Sink::spawn(db.clone());
     let dpop_replay = crate::store::dpop::ReplayStore::spawn(db.clone());
@@ -66,7 +66,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
             config: ArcSwap::from_pointee(cfg.clone()),
             db,
             keys,
-            registry,
+            resources,
             cimd: Default::default(),
             clients: Default::default(),
             audit,
@@ -231,7 +231,7 @@ async fn maintain(state: Arc<AppState>) {
             }
             let unused_for = state.deps.config.load().oauth.registration_unused_ttl.as_secs() as i64;
             if unused_for > 0 {
-                match crate::store::registry::purge_unused_dcr(&state.deps.db, clock::now(), unused_for).await {
+                match crate::store::entries::purge_unused_dcr(&state.deps.db, clock::now(), unused_for).await {
                     Ok(0) => {}
                     Ok(purged) => {
                         state.deps.clients.clear();
@@ -251,7 +251,7 @@ async fn maintain(state: Arc<AppState>) {
         }
         if n.is_multiple_of(5) {
             state.db_healthy().await;
-            if let Err(e) = state.deps.registry.refresh(&state.deps.db).await {
+            if let Err(e) = state.deps.resources.refresh(&state.deps.db).await {
                 tracing::debug!(detail = %e, "resource refresh failed");
             }
             match state.deps.keys.maintain(clock::now()).await {
@@ -302,7 +302,7 @@ pub async fn reload_config(state: &AppState) {
             return;
         }
     };
-    match store::registry::sync_config(&state.deps.db, &new, clock::now()).await {
+    match store::entries::sync_config(&state.deps.db, &new, clock::now()).await {
         Ok(r) => tracing::info!(upserted = r.upserted, removed = r.removed, "config reloaded"),
         Err(e) => {
             tracing::error!(error = "ErrConfigReload", detail = %e, "config reload could not be stored; will retry on the next change");
@@ -313,7 +313,7 @@ pub async fn reload_config(state: &AppState) {
     state.deps.keys.set_timings(Timings::from_config(&new));
     state.admin_key.store(Arc::new(admin_key));
     state.deps.config.store(Arc::new(new));
-    if let Err(e) = state.deps.registry.refresh(&state.deps.db).await {
+    if let Err(e) = state.deps.resources.refresh(&state.deps.db).await {
         tracing::warn!(detail = %e, "resource refresh after reload failed");
     }
 }

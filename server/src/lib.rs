@@ -1,7 +1,7 @@
 //! The AuthPlane authorization server (`authserver`).
 //!
 //! A request goes one way: `http/` (parse, call, render) → service modules
-//! (`oauth/`, `keys/`, `registry`, `limits`) → `store/`. The one place that turns a
+//! (`oauth/`, `keys/`, `resource_index`, `limits`) → `store/`. The one place that turns a
 //! domain error into an HTTP response is [`http::error`].
 #![forbid(unsafe_code)]
 
@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod password;
 pub mod random;
-pub mod registry;
+pub mod resource_index;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -19,7 +19,7 @@ use super::error::{ApiError, json_error, query_error};
 use super::observe::RequestContext;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
-use crate::store::registry::{self as rows, Source, StoredUser};
+use crate::store::entries::{self as rows, Source, StoredUser};
 use crate::{clock, password, random};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -158,7 +158,7 @@ async fn create_resource(
     )
     .await?;
     txn.commit().await?;
-    state.deps.registry.refresh(&state.deps.db).await?;
+    state.deps.resources.refresh(&state.deps.db).await?;
     tracing::info!(resource = %r.resource, "resource created");
     let stored = rows::get_resource(&state.deps.db, &r.resource).await?;
     Ok(HttpResponse::Created().json(stored))
@@ -188,7 +188,7 @@ async fn delete_resource(
     )
     .await?;
     txn.commit().await?;
-    state.deps.registry.refresh(&state.deps.db).await?;
+    state.deps.resources.refresh(&state.deps.db).await?;
     tracing::info!(resource = %uri, "resource deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -218,7 +218,7 @@ struct CreateClient {
 #[derive(Serialize)]
 struct CreatedClient {
     #[serde(flatten)]
-    client: crate::store::registry::StoredClient,
+    client: crate::store::entries::StoredClient,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_secret: Option<String>,
 }
@@ -279,7 +279,7 @@ async fn create_client(
         allowed_scopes: b.allowed_scopes,
         dpop_bound_access_tokens: b.dpop_bound_access_tokens,
     };
-    let known = state.deps.registry.get();
+    let known = state.deps.resources.get();
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
     let now = clock::now();
     let txn = state.deps.db.begin().await?;

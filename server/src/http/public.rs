@@ -57,7 +57,7 @@ pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
     // Exactly the resources' scopes (checklist step 3); `offline_access` is
     // understood on requests but not advertised (MCP 2026-07-28 clients then
     // do not add it to challenges).
-    let scopes_supported = state.deps.registry.get().scopes_supported.clone();
+    let scopes_supported = state.deps.resources.get().scopes_supported.clone();
     let auth_methods =
         || Some(vec!["client_secret_basic".to_owned(), "client_secret_post".to_owned(), "none".to_owned()]);
     use authplane_core::config::RegistrationPolicy;

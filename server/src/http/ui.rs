@@ -18,8 +18,8 @@ use crate::oauth::login::{self, Refusal};
 use crate::oauth::{clients, consent};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
+use crate::store::entries as reg;
 use crate::store::oauth::{self as rows, AuthRequestRow};
-use crate::store::registry as reg;
 use crate::{clock, random};
 
 pub const SESSION_COOKIE: &str = "authplane_session";
@@ -182,9 +182,9 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         _ => None,
     };
     let cfg = state.deps.config.load_full();
-    let registry = state.deps.registry.get();
+    let index = state.deps.resources.get();
     let (validated, grant) =
-        match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &registry.resources, &cfg.oauth) {
+        match authorize::validate(&params, client.as_ref().map(|c| &c.spec), &index.resources, &cfg.oauth) {
             Ok(v) => v,
             Err(f) => {
                 let e = f.error().clone();
@@ -450,11 +450,11 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
         .flatten()
         .map(|u| u.username)
         .unwrap_or_else(|| user_id.clone());
-    let registry = state.deps.registry.get();
+    let index = state.deps.resources.get();
     let resources = missing
         .into_iter()
         .map(|(uri, new_scopes)| {
-            let r = registry.resources.iter().find(|x| x.resource.as_str() == uri);
+            let r = index.resources.iter().find(|x| x.resource.as_str() == uri);
             ResourceView {
                 name: r.and_then(|r| r.name.clone()).unwrap_or_else(|| uri.clone()),
                 scopes: v.scopes.iter().filter(|s| r.is_some_and(|r| r.scopes.contains(s))).cloned().collect(),

@@ -6,7 +6,7 @@ use authplane_core::config::ClientConfig;
 use super::cimd;
 use super::error::{Error, Kind};
 use crate::oauth::Deps;
-use crate::store::registry as rows;
+use crate::store::entries as rows;
 
 /// A client as the protocol sees it.
 #[derive(Debug, Clone)]

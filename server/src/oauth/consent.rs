@@ -15,11 +15,11 @@ use crate::store::oauth::{self as rows, CodeRow};
 /// Per requested resource, the requested scopes of that resource the user
 /// has not consented to yet (empty: nothing to ask).
 pub async fn missing(deps: &Deps, user_id: &str, v: &Validated) -> Result<Vec<(String, Vec<String>)>, Error> {
-    let registry = deps.registry.get();
+    let index = deps.resources.get();
     let mut out = Vec::new();
     for r in &v.resources {
         let have = rows::consented_scopes(&deps.db, user_id, &v.client_id, r).await?.unwrap_or_default();
-        let known = registry.resources.iter().find(|x| x.resource.as_str() == r).map(|x| x.scopes.as_slice());
+        let known = index.resources.iter().find(|x| x.resource.as_str() == r).map(|x| x.scopes.as_slice());
         let new: Vec<String> =
             v.scopes.iter().filter(|s| known.is_some_and(|k| k.contains(s)) && !have.contains(s)).cloned().collect();
         out.push((r.clone(), new));

@@ -11,7 +11,7 @@ use authplane_core::config::Config;
 use super::{cimd, clients};
 use crate::keys::KeyManager;
 use crate::limits::{HashGate, PerAddressRate, Throttle};
-use crate::registry::Registry;
+use crate::resource_index::ResourceIndex;
 use crate::store::{Db, audit, dpop};
 
 pub struct Deps {
@@ -20,7 +20,7 @@ pub struct Deps {
     pub db: Db,
     pub keys: KeyManager,
     /// Protected resources (the in-memory index of the `resources` rows).
-    pub registry: Registry,
+    pub resources: ResourceIndex,
     pub cimd: cimd::Cache,
     pub clients: clients::Cache,
     /// Group-committed audit rows outside larger transactions.

@@ -10,7 +10,7 @@ use super::token::RequestIds;
 use crate::limits::{Schedule, Subject};
 use crate::random::{secret_token, sha256_hex};
 use crate::store::audit::{self, AuditEvent};
-use crate::store::{oauth as rows, registry};
+use crate::store::{entries, oauth as rows};
 
 /// A session for the browser: the cookie value (stored only as a digest).
 #[derive(Debug)]
@@ -60,7 +60,7 @@ pub async fn sign_in(
         // written when the delay began (below), so a flood writes no rows.
         return Ok(Err(Refusal::Throttled { retry_after: (ms as u64).div_ceil(1000) }));
     }
-    let user = registry::find_user(&deps.db, username).await?.filter(|u| u.username == username);
+    let user = entries::find_user(&deps.db, username).await?.filter(|u| u.username == username);
     // argon2 (~19 MiB each) runs off the async workers, at most
     // `limits.password_hash_concurrency` at once.
     let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());

@@ -1,5 +1,5 @@
 //! The OAuth 2.1 protocol rules (ARCHITECTURE §3). Services take what they
-//! need as one narrow value, [`Deps`] (database, keys, registry, caches,
+//! need as one narrow value, [`Deps`] (database, keys, resource index, caches,
 //! audit sink, config snapshot, clock, id source), never the HTTP layer's
 //! state; nothing here imports `crate::app`, `crate::http` or actix. No
 //! sea-orm types in signatures of the pure parts; the current time is passed

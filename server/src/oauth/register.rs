@@ -14,7 +14,7 @@ use super::error::{Error, Kind};
 use super::token::RequestIds;
 use crate::random;
 use crate::store::audit::{self, AuditEvent};
-use crate::store::registry::{self as rows, ClientExtras, Source};
+use crate::store::entries::{self as rows, ClientExtras, Source};
 
 /// Largest registration request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -105,8 +105,8 @@ pub async fn register(
         Some((s, d))
     };
     let (client, extras, mut response, secret) = validate(request, &allowed_grants, deps.ids.id("dcr_"), secret)?;
-    let registry = deps.registry.get();
-    if let Some(r) = client.allowed_resources.iter().find(|r| !registry.resources.iter().any(|x| &x.resource == *r)) {
+    let index = deps.resources.get();
+    if let Some(r) = client.allowed_resources.iter().find(|r| !index.resources.iter().any(|x| &x.resource == *r)) {
         return Err(Error::new(Kind::InvalidTarget, format!("allowed_resources: {r} is not a registered resource")));
     }
     let txn = deps.db.begin().await?;

@@ -10,7 +10,7 @@ use super::deps::{Clock, Ids};
 use super::{Deps, Kind};
 use crate::keys::{KeyManager, KeyStore, Timings};
 use crate::random::sha256_hex;
-use crate::registry::Registry;
+use crate::resource_index::ResourceIndex;
 use crate::store::oauth::{self as rows, CodeRow};
 use crate::store::{self, audit, dpop};
 
@@ -68,14 +68,14 @@ clients:
             .config;
         let (db, _) = store::connect(&cfg.database).await.unwrap();
         store::migrate(&db).await.unwrap();
-        store::registry::sync_config(&db, &cfg, T0).await.unwrap();
+        store::entries::sync_config(&db, &cfg, T0).await.unwrap();
         let keys = KeyManager::open(KeyStore::Db { db: db.clone() }, Timings::from_config(&cfg), T0).await.unwrap();
-        let registry = Registry::default();
-        registry.refresh(&db).await.unwrap();
+        let resources = ResourceIndex::default();
+        resources.refresh(&db).await.unwrap();
         let deps = Deps {
             config: ArcSwap::from_pointee(cfg.clone()),
             keys,
-            registry,
+            resources,
             cimd: Default::default(),
             clients: Default::default(),
             audit: audit::Sink::spawn(db.clone()),

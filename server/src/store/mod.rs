@@ -4,9 +4,9 @@
 pub mod audit;
 pub mod dpop;
 pub mod entities;
+pub mod entries;
 pub mod oauth;
 pub mod pg;
-pub mod registry;
 
 use std::path::PathBuf;
 use std::time::Duration;

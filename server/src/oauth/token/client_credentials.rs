@@ -20,8 +20,8 @@ pub async fn exchange(
     if let Err(e) = eligible(client) {
         return GrantResult::failed(e);
     }
-    let registry = deps.registry.get();
-    let resources = match scopes::select_resources(&form.resource, client, &registry.resources) {
+    let index = deps.resources.get();
+    let resources = match scopes::select_resources(&form.resource, client, &index.resources) {
         Ok(r) => r,
         Err(e) => return GrantResult::failed(e),
     };
@@ -56,9 +56,9 @@ async fn issue(
     ids: &RequestIds,
     now: i64,
 ) -> Result<TokenResponse, Error> {
-    let registry = deps.registry.get();
+    let index = deps.resources.get();
     let cfg = deps.config.load();
-    let grant = scopes::select_scopes(form.get("scope"), resources, client, &registry.resources, &cfg.oauth)?;
+    let grant = scopes::select_scopes(form.get("scope"), resources, client, &index.resources, &cfg.oauth)?;
     let aud: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
     let scope = grant.scope_string();
     let detail = serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud, "dpop_jkt": jkt});

@@ -234,8 +234,8 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
 ) -> Result<(String, i64), Error> {
     let Subject { sub, client_id, aud, scope, family, jkt } = who;
     if jkt.is_none() {
-        let registry = deps.registry.get();
-        if let Some(r) = registry.resources.iter().find(|r| r.dpop_required && aud.contains(&r.resource.to_string())) {
+        let index = deps.resources.get();
+        if let Some(r) = index.resources.iter().find(|r| r.dpop_required && aud.contains(&r.resource.to_string())) {
             return Err(super::dpop::required(&format!("resource {} has dpop_required", r.resource)));
         }
     }

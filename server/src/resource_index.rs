@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use authplane_core::config::ResourceConfig;
 
-use crate::store::{Db, StoreError, registry as rows};
+use crate::store::{Db, StoreError, entries as rows};
 
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -18,11 +18,11 @@ pub struct Snapshot {
 }
 
 #[derive(Default)]
-pub struct Registry {
+pub struct ResourceIndex {
     snapshot: ArcSwap<Snapshot>,
 }
 
-impl Registry {
+impl ResourceIndex {
     pub fn get(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
