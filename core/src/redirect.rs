@@ -303,5 +303,15 @@ mod tests {
         let localhost = r("http://localhost/cb");
         assert!(localhost.matches("http://localhost:9999/cb"));
         assert!(!localhost.matches("http://localhost.evil.test:9999/cb"));
+        // A bare loopback origin (found by the redirect_uri fuzz target,
+        // which expected the canonical spelling to match as well): the raw
+        // strings are compared without the port, so `:80` and any other
+        // port match, and an added `/` does not — exact match, as registered.
+        let bare = r("http://localhost:8");
+        assert!(bare.matches("http://localhost:80"));
+        assert!(bare.matches("http://localhost:51000"));
+        assert!(bare.matches("http://localhost"));
+        assert!(!bare.matches("http://localhost/"), "a path the registration does not have");
+        assert!(!bare.matches("http://localhost:80/"));
     }
 }

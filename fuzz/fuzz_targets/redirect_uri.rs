@@ -45,9 +45,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         // The one exception, on purpose (RFC 8252 §7.3, any loopback port):
         // a loopback URI with an explicit `:80`, refused at registration as
         // not canonical, matches; its canonical form (port dropped) is
-        // registrable and matches too, so nothing outside the rule is reached.
-        let canonical_ok =
-            url::Url::parse(b).is_ok_and(|u| RedirectUri::parse(u.as_str()).is_ok() && registered.matches(u.as_str()));
+        // registrable, and the block below checks that only the port
+        // differs, so nothing outside the rule is reached. (The canonical
+        // form need not match itself: for a bare origin such as
+        // `http://localhost:8` it gains a `/` the registration lacks —
+        // see core's `matching_is_exact_except_the_loopback_port`.)
+        let canonical_ok = url::Url::parse(b).is_ok_and(|u| RedirectUri::parse(u.as_str()).is_ok());
         assert!(
             RedirectUri::parse(b).is_ok() || (b.contains(":80") && is_loopback_http(b) && canonical_ok),
             "refused URI {b:?} matches registered {a:?}"
