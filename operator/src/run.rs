@@ -62,7 +62,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        authplane_telemetry::shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = signal_tx.send(true);
     });
@@ -128,16 +128,4 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let _ = tokio::time::timeout(Duration::from_secs(3), http_task).await;
     tracing::info!("authplane-operator stopped");
     result
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
 }

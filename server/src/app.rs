@@ -163,7 +163,7 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
         let _ = futures_util::future::join(public, admin).await;
     });
 
-    wait_for_signal().await;
+    authplane_telemetry::shutdown_signal().await;
     tracing::info!(timeout_s = shutdown, "shutting down: draining in-flight requests");
     maintenance.abort();
     futures_util::future::join(public_handle.stop(true), admin_handle.stop(true)).await;
@@ -171,19 +171,6 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
     state.deps.db.clone().close().await.ok();
     tracing::info!("authserver stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers the process can still be killed; wait forever.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
 }
 
 /// Background work: key-store and config-file reloads (every 2 s), resource

@@ -5,7 +5,9 @@
 //! - [`logfmt`] and [`json`] encode one line: `time`, `level`, `msg` first,
 //!   then the fields (logfmt quotes a value only when it has to);
 //! - [`LogLayer`] is a `tracing-subscriber` layer writing one such line per
-//!   event, with the fields of the enclosing spans after the event's own.
+//!   event, with the fields of the enclosing spans after the event's own;
+//! - with the `signal` feature, [`shutdown_signal`]: what the server and the
+//!   operator wait for before they drain and stop.
 //!
 //! ```text
 //! time=2026-07-01T00:00:00.123456789Z level=ERROR msg="token issuance failed" error=ErrInvalidGrant request_id=r_abc trace_id=4bf9…
@@ -37,5 +39,21 @@ impl Format {
             Format::Logfmt => logfmt::line(time, level, msg, fields),
             Format::Json => json::line(time, level, msg, fields),
         }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. Without signal handlers (they
+/// could not be installed) it never resolves: the process can still be
+/// killed.
+#[cfg(feature = "signal")]
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
     }
 }
