@@ -3,9 +3,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CACHE_CONTROL, WWW_AUTHENTICATE};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
+use askama::Template;
+
+use super::page::{issuer_host, page};
+use super::request::ids;
 use crate::oauth::error::{Error, Kind};
+use crate::state::AppState;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -158,4 +163,34 @@ pub fn error_json(e: &Error, basic_auth_used: bool) -> HttpResponse {
         b.insert_header(("DPoP-Nonce", n.as_str()));
     }
     b.json(serde_json::json!({"error": e.kind.code(), "error_description": e.description}))
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    issuer_host: &'a str,
+    description: &'a str,
+    code: &'a str,
+    request_id: &'a str,
+}
+
+/// The HTML error page for a browser (an authorization request that cannot
+/// be redirected back to the client, a login or consent failure).
+pub fn error_page(state: &AppState, req: &HttpRequest, e: &Error) -> HttpResponse {
+    log_cause(e);
+    let rid = ids(req).request_id.unwrap_or_default();
+    let html = ErrorPage {
+        issuer_host: &issuer_host(state),
+        description: &e.description,
+        code: e.kind.code(),
+        request_id: &rid,
+    }
+    .render()
+    .unwrap_or_default();
+    let status = if e.kind.status() >= 500 {
+        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    page(status, html)
 }

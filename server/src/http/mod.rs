@@ -6,6 +6,7 @@ pub mod admin;
 pub mod error;
 pub mod oauth;
 pub mod observe;
+pub mod page;
 pub mod public;
 pub mod request;
 pub mod ui;

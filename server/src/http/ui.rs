@@ -10,6 +10,8 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
+use super::error::error_page;
+use super::page::{issuer_host, page};
 use super::request::{MAX_FORM, client_addr, denied, ids};
 use crate::oauth::authorize::{self, Failure, Params, Validated};
 use crate::oauth::error::{Error, Kind};
@@ -25,7 +27,6 @@ use crate::{clock, random};
 pub const SESSION_COOKIE: &str = "authplane_session";
 pub const FLOW_COOKIE: &str = "authplane_flow";
 const FLOW_TTL: i64 = 15 * 60;
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 static CSS: &str = include_str!("../../static/authplane.css");
 
 #[derive(Template)]
@@ -59,53 +60,8 @@ struct ConsentPage<'a> {
     csrf: &'a str,
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    issuer_host: &'a str,
-    description: &'a str,
-    code: &'a str,
-    request_id: &'a str,
-}
-
-fn issuer_host(state: &AppState) -> String {
-    let cfg = state.deps.config.load();
-    url::Url::parse(&cfg.server.issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default()
-}
-
 fn secure_cookies(state: &AppState) -> bool {
     state.deps.config.load().server.issuer.starts_with("https://")
-}
-
-/// Security headers for every page.
-fn page(status: StatusCode, html: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(html)
-}
-
-fn error_page(state: &AppState, req: &HttpRequest, e: &Error) -> HttpResponse {
-    super::error::log_cause(e);
-    let rid = ids(req).request_id.unwrap_or_default();
-    let html = ErrorPage {
-        issuer_host: &issuer_host(state),
-        description: &e.description,
-        code: e.kind.code(),
-        request_id: &rid,
-    }
-    .render()
-    .unwrap_or_default();
-    let status = if e.kind.status() >= 500 {
-        StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    page(status, html)
 }
 
 fn see_other(location: &str) -> HttpResponse {
