@@ -60,7 +60,11 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
     let dpop: Vec<&str> = req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("")).collect();
     let (result, outcome) = match form_body(&req, &body) {
-        Ok(form) => token::exchange(&state.deps, form, auth, &dpop, client_addr(&state, &req), &ids, now).await,
+        Ok(form) => {
+            let request =
+                token::TokenRequest { form, authorization: auth, dpop: &dpop, addr: client_addr(&state, &req) };
+            token::exchange(&state.deps, request, &ids, now).await
+        }
         Err(e) => (Err(e), Outcome::default()),
     };
     match result {

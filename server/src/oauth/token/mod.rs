@@ -119,21 +119,28 @@ pub(crate) async fn authenticate(
     result
 }
 
+/// A token request as the handler read it.
+pub struct TokenRequest<'a> {
+    pub form: Form,
+    /// The `Authorization` header (client_secret_basic).
+    pub authorization: Option<&'a str>,
+    /// Every `DPoP` header value (more than one is refused).
+    pub dpop: &'a [&'a str],
+    /// The client's address, for the failure throttle and metadata fetches.
+    pub addr: Option<std::net::IpAddr>,
+}
+
 /// The token endpoint as a service: authenticates the client, checks a DPoP
 /// proof, runs the grant, and records a refused request's audit row. Returns
 /// the answer and what the handler logs and counts about it.
-#[allow(clippy::too_many_arguments)]
 pub async fn exchange(
     deps: &Deps,
-    form: Form,
-    authorization: Option<&str>,
-    dpop_headers: &[&str],
-    addr: Option<std::net::IpAddr>,
+    request: TokenRequest<'_>,
     ids: &RequestIds,
     now: i64,
 ) -> (Result<TokenResponse, Error>, Outcome) {
     let mut outcome = Outcome::default();
-    let result = authenticate_and_grant(deps, form, authorization, dpop_headers, addr, ids, now, &mut outcome).await;
+    let result = authenticate_and_grant(deps, request, ids, now, &mut outcome).await;
     if let Err(e) = &result
         && e.kind.status() < 500
     {
@@ -161,17 +168,14 @@ pub async fn exchange(
 }
 
 #[tracing::instrument(name = "oauth.token", level = "debug", skip_all, fields(authplane.layer = "service", grant_type = tracing::field::Empty, client_id = tracing::field::Empty, resource = tracing::field::Empty))]
-#[allow(clippy::too_many_arguments)]
 async fn authenticate_and_grant(
     deps: &Deps,
-    form: Form,
-    authorization: Option<&str>,
-    dpop_headers: &[&str],
-    addr: Option<std::net::IpAddr>,
+    request: TokenRequest<'_>,
     ids: &RequestIds,
     now: i64,
     outcome: &mut Outcome,
 ) -> Result<TokenResponse, Error> {
+    let TokenRequest { form, authorization, dpop: dpop_headers, addr } = request;
     let span = tracing::Span::current();
     let grant = grant_type(form.get("grant_type"))?;
     outcome.grant_type = Some(grant);

@@ -195,7 +195,8 @@ async fn the_token_service_authenticates_the_client_before_any_grant() {
         let fx = &fx;
         async move {
             let f = form(&[("grant_type", "client_credentials"), ("resource", RESOURCE)]);
-            super::exchange(&fx.deps, f, Some(&auth), &[], None, &ids(), T0).await
+            let request = super::TokenRequest { form: f, authorization: Some(&auth), dpop: &[], addr: None };
+            super::exchange(&fx.deps, request, &ids(), T0).await
         }
     };
     let (r, outcome) = exchange(basic("wrong")).await;
