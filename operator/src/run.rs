@@ -83,10 +83,14 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
 
     let instance = lease.as_ref().map(|l| l.identity.clone());
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), server_image, instance, sharding));
-    // One cache of Secrets and one of OAuthClients for both controllers
-    // that need them (at 10,000 clients a second copy costs tens of MiB).
+    // One cache of each kind for every controller that reads it: Secrets,
+    // OAuthClients, AuthServers and ProtectedResources (at 10,000 clients a
+    // second copy costs tens of MiB).
     let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
     let (clients, client_stream) = controller::shared_clients(&client, namespace.as_deref());
+    let (servers, server_stream) = controller::shared::<authplane_crds::AuthServer>(&client, namespace.as_deref());
+    let (resources, resource_stream) =
+        controller::shared::<authplane_crds::ProtectedResource>(&client, namespace.as_deref());
     // One HTTP client and one concurrency cap for every diagnostic fetch.
     let probes = crate::probe::Probes::new(probe_interval);
     let controllers = futures_util::future::join3(
@@ -96,11 +100,28 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             secrets.clone(),
             secret_stream,
             clients.clone(),
+            (servers.clone(), server_stream),
+            resources.clone(),
             probes.clone(),
             stop(),
         ),
-        controller::protectedresource::run(ctx.clone(), namespace.clone(), probes, stop()),
-        controller::oauthclient::run(ctx.clone(), namespace.clone(), secrets, (clients, client_stream), stop()),
+        controller::protectedresource::run(
+            ctx.clone(),
+            namespace.clone(),
+            (resources.clone(), resource_stream),
+            servers.clone(),
+            probes,
+            stop(),
+        ),
+        controller::oauthclient::run(
+            ctx.clone(),
+            namespace.clone(),
+            secrets,
+            (clients, client_stream),
+            servers,
+            resources,
+            stop(),
+        ),
     );
 
     let lost = async {

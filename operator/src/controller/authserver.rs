@@ -94,37 +94,47 @@ impl Debounce {
 }
 
 /// The AuthServer controller; runs until `shutdown` resolves.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
     shared: super::SharedSecrets,
     secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
     shared_clients: super::SharedClients,
+    (shared_servers, server_stream): (
+        super::Shared<AuthServer>,
+        impl futures_util::Stream<Item = Result<AuthServer, watcher::Error>> + Send + 'static,
+    ),
+    shared_resources: super::Shared<ProtectedResource>,
     probes: Arc<Probes>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client: Client = base.client.clone();
     let ns = namespace.as_deref();
     let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
+    // The AuthServer cache is shared with the other two controllers; this
+    // controller's main stream fills it.
+    let servers = shared_servers.store.clone();
     // The Secrets cache is shared with the OAuthClient controller; this
     // controller's trigger stream is what fills it.
     let secrets = shared.store.clone();
     let (deployments, deployment_stream) = reflect(api::<Deployment>(&client, ns), managed.clone());
     let (services, service_stream) = reflect(api::<Service>(&client, ns), managed);
-    let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
+    // The ProtectedResource cache is the ProtectedResource controller's;
+    // here only a watch that triggers renders.
+    let resources = shared_resources.store.clone();
+    let resource_stream = super::triggers(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     // The OAuthClient cache is the OAuthClient controller's; here only a
     // watch that triggers renders.
     let clients = shared_clients.store.clone();
     let client_stream = super::triggers(api::<OAuthClient>(&client, ns), watcher::Config::default());
 
     let wait_deployments = deployments.clone();
-    let wait_resources = resources.clone();
     let wait_services = services.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared.ready).await;
         let _ = wait_deployments.wait_until_ready().await;
-        let _ = wait_resources.wait_until_ready().await;
+        super::caches_ready(&shared_resources.ready).await;
         super::caches_ready(&shared_clients.ready).await;
         let _ = wait_services.wait_until_ready().await;
     });

@@ -266,28 +266,41 @@ pub struct SharedSecrets {
     pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The OAuthClient cache, held once: the OAuthClient controller drives it
-/// (its main stream); the AuthServer controller reads it and only watches
-/// for triggers. `ready` is set when the stream passes the watch's first
-/// `InitDone`, i.e. once the store holds the initial list; it is not a
-/// second waiter on the store's own readiness signal, which wakes only one
-/// waiter (the controller's).
+/// A cache of one kind held once for every controller that reads it: one
+/// controller drives it (the stream returned beside it is its main stream);
+/// the others read the store and watch for triggers only. `ready` is set when
+/// the stream passes the watch's first `InitDone`, i.e. once the store holds
+/// the initial list; it is not a second waiter on the store's own readiness
+/// signal, which wakes only one waiter (the driving controller's).
+/// OAuthClients (driven by their controller), AuthServers (driven by the
+/// AuthServer controller) and ProtectedResources (driven by theirs).
 #[derive(Clone)]
-pub struct SharedClients {
-    pub store: Store<authplane_crds::OAuthClient>,
+pub struct Shared<K: Resource<DynamicType = ()> + 'static> {
+    pub store: Store<K>,
     pub ready: tokio::sync::watch::Receiver<bool>,
 }
 
-pub fn shared_clients(
+pub type SharedClients = Shared<authplane_crds::OAuthClient>;
+
+pub fn shared<K>(
     client: &Client,
     namespace: Option<&str>,
-) -> (SharedClients, impl Stream<Item = Result<authplane_crds::OAuthClient, watcher::Error>> + Send + use<>) {
+) -> (Shared<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
     use futures_util::TryStreamExt;
     let (reader, writer) = reflector::store();
     let (tx, ready) = tokio::sync::watch::channel(false);
-    let stream = watcher(api::<authplane_crds::OAuthClient>(client, namespace), watcher::Config::default())
+    let stream = watcher(api::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
-        .modify(|o: &mut authplane_crds::OAuthClient| {
+        .modify(|o: &mut K| {
             o.managed_fields_mut().clear();
             if let Some(a) = o.meta_mut().annotations.as_mut() {
                 a.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -300,7 +313,14 @@ pub fn shared_clients(
             }
         })
         .touched_objects();
-    (SharedClients { store: reader, ready }, stream)
+    (Shared { store: reader, ready }, stream)
+}
+
+pub fn shared_clients(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (SharedClients, impl Stream<Item = Result<authplane_crds::OAuthClient, watcher::Error>> + Send + use<>) {
+    shared(client, namespace)
 }
 
 /// The shared Secret cache and the stream that fills it (which the

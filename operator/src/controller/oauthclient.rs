@@ -22,7 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret, reflect};
+use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{
     ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, registry,
@@ -53,6 +53,8 @@ pub fn run(
         super::SharedClients,
         impl futures_util::Stream<Item = Result<OAuthClient, watcher::Error>> + Send + 'static,
     ),
+    shared_servers: super::Shared<AuthServer>,
+    shared_resources: super::Shared<ProtectedResource>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
@@ -60,8 +62,12 @@ pub fn run(
     // The cache shared with the AuthServer controller; this controller's
     // main stream fills it.
     let clients = shared_clients.store.clone();
-    let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
-    let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
+    // The AuthServer and ProtectedResource caches are their controllers';
+    // here only watches that trigger.
+    let servers = shared_servers.store.clone();
+    let resources = shared_resources.store.clone();
+    let server_stream = super::triggers(api::<AuthServer>(&client, ns), watcher::Config::default());
+    let resource_stream = super::triggers(api::<ProtectedResource>(&client, ns), watcher::Config::default());
     // The Secrets cache is shared with the AuthServer controller; here only
     // a watch that triggers reconciles.
     let secret_stream =
@@ -69,11 +75,9 @@ pub fn run(
     let secrets = shared.store.clone();
     let by_server = clients.clone();
     let by_resource = clients.clone();
-    let wait_servers = servers.clone();
-    let wait_resources = resources.clone();
     let ready = super::when_ready(async move {
-        let _ = wait_servers.wait_until_ready().await;
-        let _ = wait_resources.wait_until_ready().await;
+        super::caches_ready(&shared_servers.ready).await;
+        super::caches_ready(&shared_resources.ready).await;
         super::caches_ready(&shared.ready).await;
     });
     let by_shard = clients.clone();

@@ -41,13 +41,22 @@ pub struct Ctx {
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
+    (shared_resources, resource_stream): (
+        super::Shared<ProtectedResource>,
+        impl futures_util::Stream<Item = Result<ProtectedResource, watcher::Error>> + Send + 'static,
+    ),
+    shared_servers: super::Shared<AuthServer>,
     probes: Arc<Probes>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = base.client.clone();
     let ns = namespace.as_deref();
-    let (resources, resource_stream) = reflect(api::<ProtectedResource>(&client, ns), watcher::Config::default());
-    let (servers, server_stream) = reflect(api::<AuthServer>(&client, ns), watcher::Config::default());
+    // The ProtectedResource cache is shared with the other two controllers;
+    // this controller's main stream fills it. The AuthServer cache is the
+    // AuthServer controller's; here only a watch that triggers.
+    let resources = shared_resources.store.clone();
+    let servers = shared_servers.store.clone();
+    let server_stream = super::triggers(api::<AuthServer>(&client, ns), watcher::Config::default());
     let (shards, shard_stream) = reflect(
         api::<Secret>(&client, ns),
         watcher::Config::default().labels(&format!("{MANAGED_SELECTOR},{SHARD_LABEL}")),
@@ -55,10 +64,9 @@ pub fn run(
     let index = resources.clone();
     let by_shard = resources.clone();
     let shard_count = base.sharding.count;
-    let wait_servers = servers.clone();
     let wait_shards = shards.clone();
     let ready = super::when_ready(async move {
-        let _ = wait_servers.wait_until_ready().await;
+        super::caches_ready(&shared_servers.ready).await;
         let _ = wait_shards.wait_until_ready().await;
     });
     let (prm, prm_changed) = Prober::new(probes);
