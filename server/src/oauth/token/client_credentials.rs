@@ -28,7 +28,7 @@ pub async fn exchange(
     GrantResult {
         resource: resources.first().map(|r| r.to_string()),
         user_id: None,
-        result: issue(deps, client, form, &resources, jkt, ids, now).await,
+        result: issue(deps, client, form, &resources, &index.resources, jkt, ids, now).await,
     }
 }
 
@@ -47,18 +47,19 @@ fn eligible(client: &ClientConfig) -> Result<(), Error> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     deps: &Deps,
     client: &ClientConfig,
     form: &Form,
     resources: &[authplane_core::ResourceUri],
+    known: &[authplane_core::config::ResourceConfig],
     jkt: Option<&str>,
     ids: &RequestIds,
     now: i64,
 ) -> Result<TokenResponse, Error> {
-    let index = deps.resources.get();
     let cfg = deps.config.load();
-    let grant = scopes::select_scopes(form.get("scope"), resources, client, &index.resources, &cfg.oauth)?;
+    let grant = scopes::select_scopes(form.get("scope"), resources, client, known, &cfg.oauth)?;
     let aud: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
     let scope = grant.scope_string();
     let detail = serde_json::json!({"grant_type": "client_credentials", "scope": scope, "aud": aud, "dpop_jkt": jkt});
