@@ -28,7 +28,8 @@ echo "==> building authplane-operator (release) and authserver" >&2
 # One release build of the workspace's binaries (a `-p` build would resolve
 # features differently and compile the dependency graph again).
 cargo build --locked -q --release --workspace --bins
-OP=target/release/authplane-operator
+# OPERATOR_BIN: another operator build to measure (e.g. one with symbols for perf).
+OP="${OPERATOR_BIN:-target/release/authplane-operator}"
 AS=target/release/authserver
 
 echo "==> starting a control plane in $AUTHPLANE_CLUSTER_DIR" >&2
@@ -38,7 +39,9 @@ eval "$(e2e/cluster.sh env)"
 kubectl wait --for condition=established --timeout=60s crd/oauthclients.authplane.io >/dev/null
 kubectl create namespace "$NS" >/dev/null
 
-"$OP" run --namespace "$NS" --lease-namespace "$NS" --metrics-addr 127.0.0.1:0 >"$WORK/operator.log" 2>&1 &
+# OPERATOR_WRAP: a command to run the operator under, e.g. "heaptrack -o /tmp/op"
+# (then the RSS figure is the wrapper's, not the operator's).
+${OPERATOR_WRAP:-} "$OP" run --namespace "$NS" --lease-namespace "$NS" --metrics-addr 127.0.0.1:0 >"$WORK/operator.log" 2>&1 &
 OP_PID=$!
 for _ in $(seq 100); do grep -q 'authplane-operator started' "$WORK/operator.log" && break; sleep 0.1; done
 METRICS=$(grep -o 'metrics=[^ ]*' "$WORK/operator.log" | head -1 | cut -d= -f2)

@@ -246,7 +246,7 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .state()
         .into_iter()
         .filter(|c| {
-            c.namespace().as_deref() == Some(ns.as_str())
+            c.metadata.namespace.as_deref() == Some(ns.as_str())
                 && c.spec.auth_server_ref.name == name
                 && c.metadata.deletion_timestamp.is_none()
         })

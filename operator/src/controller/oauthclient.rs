@@ -27,8 +27,8 @@ use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{
     ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, registry,
 };
-use crate::render::shards::{entry_hash, shard_of};
-use crate::render::{AUTHSERVER_LABEL, MANAGED_BY_LABEL, MANAGED_SELECTOR, SHARD_LABEL, objects, sha256_hex};
+use crate::render::shards::entry_hash;
+use crate::render::{MANAGED_BY_LABEL, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, objects, sha256_hex};
 
 const KIND: &str = "OAuthClient";
 /// Shortest client secret accepted from a bring-your-own Secret (the
@@ -42,7 +42,7 @@ pub struct Ctx {
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
     secrets: Store<Secret>,
-    pub indexes: super::ShardIndexes,
+    shards: Arc<super::ShardWatch>,
 }
 
 pub fn run(
@@ -63,25 +63,43 @@ pub fn run(
     // main stream fills it.
     let clients = shared_clients.store.clone();
     // The AuthServer and ProtectedResource caches are their controllers';
-    // here only watches that trigger.
+    // here only watches that trigger, and only on what a client's status
+    // reads of them: not on every AuthServer status write (one per render),
+    // each of which would reconcile every client.
     let servers = shared_servers.store.clone();
     let resources = shared_resources.store.clone();
-    let server_stream = super::triggers(api::<AuthServer>(&client, ns), watcher::Config::default());
-    let resource_stream = super::triggers(api::<ProtectedResource>(&client, ns), watcher::Config::default());
+    let server_stream =
+        super::triggers_on(api::<AuthServer>(&client, ns), watcher::Config::default(), super::server_trigger_key);
+    let resource_stream = super::triggers_on(
+        api::<ProtectedResource>(&client, ns),
+        watcher::Config::default(),
+        super::spec_trigger_key::<ProtectedResource>,
+    );
     // The Secrets cache is shared with the AuthServer controller; here only
-    // a watch that triggers reconciles.
-    let secret_stream =
-        super::triggers(api::<Secret>(&client, ns), watcher::Config::default().labels(MANAGED_SELECTOR));
+    // a watch of the credential Secrets that triggers reconciles, and one of
+    // the registry shards that wakes only the clients whose entry changed.
+    let secret_stream = super::triggers(
+        api::<Secret>(&client, ns),
+        watcher::Config::default().labels(&format!("{MANAGED_SELECTOR},{OAUTHCLIENT_LABEL}")),
+    );
+    let shards = Arc::new(super::ShardWatch::default());
+    let shard_stream = super::shard_triggers(
+        shards.clone(),
+        api::<Secret>(&client, ns),
+        clients.clone(),
+        |c: &OAuthClient| &c.spec.auth_server_ref.name,
+        base.sharding,
+    );
     let secrets = shared.store.clone();
     let by_server = clients.clone();
     let by_resource = clients.clone();
+    let shards_listed = shards.ready.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared_servers.ready).await;
         super::caches_ready(&shared_resources.ready).await;
         super::caches_ready(&shared.ready).await;
+        super::caches_ready(&shards_listed).await;
     });
-    let by_shard = clients.clone();
-    let shard_count = base.sharding.count;
     let ctx = Arc::new(Ctx {
         base,
         ready,
@@ -89,31 +107,18 @@ pub fn run(
         resources,
         clients: clients.clone(),
         secrets,
-        indexes: super::ShardIndexes::default(),
+        shards,
     });
     let controller = Controller::for_stream(client_stream, clients)
-        // A credential Secret maps to its OAuthClient; a registry shard to
-        // every client that lives in it (their Ready depends on its content).
+        // A registry shard change wakes the clients whose entry in it
+        // changed (their Ready depends on it), not all of its clients: at
+        // 10,000 clients that was every client at every render.
+        .reconcile_on(shard_stream)
+        // A credential Secret maps to its OAuthClient.
         .watches_stream(secret_stream, move |s: Secret| {
-            if let Some(shard) = s.labels().get(SHARD_LABEL).and_then(|v| v.parse::<u32>().ok()) {
-                let server = s.labels().get(AUTHSERVER_LABEL).cloned().unwrap_or_default();
-                let ns = s.namespace();
-                return by_shard
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        c.namespace() == ns
-                            && c.spec.auth_server_ref.name == server
-                            && shard_of(&c.name_any(), shard_count) == shard
-                    })
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>();
-            }
             let ns = s.namespace();
             controller_owner::<OAuthClient>(&s)
                 .map(|(name, _)| ObjectRef::new(&name).within(ns.as_deref().unwrap_or_default()))
-                .into_iter()
-                .collect()
         })
         .watches_stream(server_stream, move |a: AuthServer| {
             referencing(&by_server, a.namespace(), &a.name_any(), false)
@@ -150,7 +155,7 @@ fn referencing(
         .state()
         .into_iter()
         .filter(|c| {
-            c.namespace() == ns
+            c.metadata.namespace == ns
                 && c.spec.auth_server_ref.name == server
                 && (!restricted_only || !c.spec.allowed_resources.is_empty())
         })
@@ -305,7 +310,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
             .state()
             .into_iter()
             .filter(|c| {
-                c.namespace().as_deref() == Some(ns.as_str())
+                c.metadata.namespace.as_deref() == Some(ns.as_str())
                     && c.spec.auth_server_ref.name == server_name
                     && c.metadata.deletion_timestamp.is_none()
                     && c.metadata.name.as_deref().is_some_and(|n| n != name && has_client_id(&ns, n, &c.spec, &id))
@@ -331,7 +336,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                         )
                         .await;
                 }
-                let in_config = in_shard(&ctx.secrets, &ctx.indexes, &ns, &server_name, &name, ctx.base.sharding);
+                let in_config = in_shard(&ctx.shards, &ns, &server_name, &name, ctx.base.sharding);
                 in_config.want("OAuthClient", &name, &hash, &server, &server_name)
             }
             Some(Verdict::Rejected { reason, message }) => {

@@ -16,12 +16,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::{Context, Error, api, in_shard, patch_status, reflect};
+use super::{Context, Error, api, in_shard, patch_status};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::probe::{Prober, Probes, verdict};
 use crate::render::config::{ResourceIn, Verdict, registry};
-use crate::render::shards::{entry_hash, shard_of};
-use crate::render::{AUTHSERVER_LABEL, MANAGED_SELECTOR, SHARD_LABEL};
+use crate::render::shards::entry_hash;
 use k8s_openapi::api::core::v1::Secret;
 
 const KIND: &str = "ProtectedResource";
@@ -31,9 +30,8 @@ pub struct Ctx {
     ready: tokio::sync::watch::Receiver<bool>,
     servers: Store<AuthServer>,
     resources: Store<ProtectedResource>,
-    /// Registry shard Secrets only (label-selected).
-    shards: Store<Secret>,
-    indexes: super::ShardIndexes,
+    /// The registry shards' indexes.
+    shards: Arc<super::ShardWatch>,
     /// The last PRM fetch per resource (`spec.prmCheck`).
     prm: Arc<Prober<ObjectRef<ProtectedResource>>>,
 }
@@ -56,18 +54,21 @@ pub fn run(
     // AuthServer controller's; here only a watch that triggers.
     let resources = shared_resources.store.clone();
     let servers = shared_servers.store.clone();
-    let server_stream = super::triggers(api::<AuthServer>(&client, ns), watcher::Config::default());
-    let (shards, shard_stream) = reflect(
+    let server_stream =
+        super::triggers_on(api::<AuthServer>(&client, ns), watcher::Config::default(), super::server_trigger_key);
+    let shards = Arc::new(super::ShardWatch::default());
+    let shard_stream = super::shard_triggers(
+        shards.clone(),
         api::<Secret>(&client, ns),
-        watcher::Config::default().labels(&format!("{MANAGED_SELECTOR},{SHARD_LABEL}")),
+        resources.clone(),
+        |r: &ProtectedResource| &r.spec.auth_server_ref.name,
+        base.sharding,
     );
     let index = resources.clone();
-    let by_shard = resources.clone();
-    let shard_count = base.sharding.count;
-    let wait_shards = shards.clone();
+    let shards_listed = shards.ready.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared_servers.ready).await;
-        let _ = wait_shards.wait_until_ready().await;
+        super::caches_ready(&shards_listed).await;
     });
     let (prm, prm_changed) = Prober::new(probes);
     let alive = resources.clone();
@@ -78,27 +79,13 @@ pub fn run(
         servers,
         resources: resources.clone(),
         shards,
-        indexes: super::ShardIndexes::default(),
         prm,
     });
     let controller = Controller::for_stream(resource_stream, resources)
         // A PRM document that changed since the last fetch.
         .reconcile_on(prm_changed)
-        .watches_stream(shard_stream, move |s: Secret| {
-            let shard = s.labels().get(SHARD_LABEL).and_then(|v| v.parse::<u32>().ok());
-            let server = s.labels().get(AUTHSERVER_LABEL).cloned().unwrap_or_default();
-            let ns = s.namespace();
-            by_shard
-                .state()
-                .into_iter()
-                .filter(|r| {
-                    r.namespace() == ns
-                        && r.spec.auth_server_ref.name == server
-                        && Some(shard_of(&r.name_any(), shard_count)) == shard
-                })
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        // A registry shard change wakes the resources whose entry changed.
+        .reconcile_on(shard_stream)
         .watches_stream(server_stream, move |a: AuthServer| {
             let ns = a.namespace();
             let name = a.name_any();
@@ -173,7 +160,7 @@ async fn reconcile(obj: Arc<ProtectedResource>, ctx: Arc<Ctx>) -> Result<Action,
                 Some(Verdict::Accepted) => {
                     let entry = reg.resource_names.iter().position(|n| *n == name).and_then(|i| reg.resources.get(i));
                     let hash = entry.map(entry_hash).unwrap_or_default();
-                    in_shard(&ctx.shards, &ctx.indexes, &ns, server_name, &name, ctx.base.sharding).want(
+                    in_shard(&ctx.shards, &ns, server_name, &name, ctx.base.sharding).want(
                         "ProtectedResource",
                         &name,
                         &hash,
