@@ -87,6 +87,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     // OAuthClients, AuthServers and ProtectedResources (at 10,000 clients a
     // second copy costs tens of MiB).
     let (secrets, secret_stream) = controller::shared_secrets(&client, namespace.as_deref());
+    // The credential Secrets apart, kept small (see controller::credentials).
+    let (credentials, credential_stream) = controller::credentials::Credentials::watch(&client, namespace.as_deref());
     let (clients, client_stream) = controller::shared_clients(&client, namespace.as_deref());
     let (servers, server_stream) = controller::shared::<authplane_crds::AuthServer>(&client, namespace.as_deref());
     let (resources, resource_stream) =
@@ -97,8 +99,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         controller::authserver::run(
             ctx.clone(),
             namespace.clone(),
-            secrets.clone(),
+            secrets,
             secret_stream,
+            credentials.clone(),
             clients.clone(),
             (servers.clone(), server_stream),
             resources.clone(),
@@ -116,7 +119,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         controller::oauthclient::run(
             ctx.clone(),
             namespace.clone(),
-            secrets,
+            (credentials, credential_stream),
             (clients, client_stream),
             servers,
             resources,

@@ -24,18 +24,17 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::Instrument;
 
+use super::credentials::{Credential, Credentials};
 use super::{
-    Context, Error, WriteFailure, Written, api, apply_tracked, generation_token, patch_status, put_secret, reflect,
-    version_token,
+    Context, Error, Live, WriteFailure, Written, api, apply_tracked, generation_token, patch_status, put_secret,
+    reflect, version_token,
 };
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::keys;
 use crate::probe::{Prober, Probes, verdict};
 use crate::render::config::{ClientIn, Registry, ResourceIn, client_id, client_secret_name, registry, render, to_yaml};
 use crate::render::objects::{self, Owner};
-use crate::render::{
-    AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, names, sha256_hex, shards, stamp,
-};
+use crate::render::{AUTHSERVER_LABEL, FIELD_MANAGER, MANAGED_SELECTOR, names, sha256_hex, shards, stamp};
 
 const KIND: &str = "AuthServer";
 /// Longest sleep between reconciles of a settled AuthServer (picks up
@@ -45,7 +44,10 @@ const RESYNC: Duration = Duration::from_secs(600);
 pub struct Ctx {
     pub base: Arc<Context>,
     ready: tokio::sync::watch::Receiver<bool>,
+    /// The operator's config, shard and keys Secrets.
     secrets: Store<Secret>,
+    /// The OAuthClients' credential Secrets (their digests go in the config).
+    credentials: Credentials,
     deployments: Store<Deployment>,
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
@@ -100,6 +102,7 @@ pub fn run(
     namespace: Option<String>,
     shared: super::SharedSecrets,
     secret_stream: impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    credentials: Credentials,
     shared_clients: super::SharedClients,
     (shared_servers, server_stream): (
         super::Shared<AuthServer>,
@@ -115,9 +118,12 @@ pub fn run(
     // The AuthServer cache is shared with the other two controllers; this
     // controller's main stream fills it.
     let servers = shared_servers.store.clone();
-    // The Secrets cache is shared with the OAuthClient controller; this
-    // controller's trigger stream is what fills it.
+    // This controller's trigger stream fills the cache of the config, shard
+    // and keys Secrets. The credential Secrets' cache is filled by the
+    // OAuthClient controller; here only a watch of them that triggers.
     let secrets = shared.store.clone();
+    let credential_stream =
+        super::triggers(api::<Secret>(&client, ns), watcher::Config::default().labels(&super::credentials::selector()));
     let (deployments, deployment_stream) = reflect(api::<Deployment>(&client, ns), managed.clone());
     let (services, service_stream) = reflect(api::<Service>(&client, ns), managed);
     // The ProtectedResource cache is the ProtectedResource controller's;
@@ -131,8 +137,10 @@ pub fn run(
 
     let wait_deployments = deployments.clone();
     let wait_services = services.clone();
+    let wait_credentials = credentials.ready.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared.ready).await;
+        super::caches_ready(&wait_credentials).await;
         let _ = wait_deployments.wait_until_ready().await;
         super::caches_ready(&shared_resources.ready).await;
         super::caches_ready(&shared_clients.ready).await;
@@ -144,7 +152,18 @@ pub fn run(
     let (discovery, discovery_changed) = Prober::new(probes);
     let alive = servers.clone();
     tokio::spawn(discovery.clone().run(move |k| alive.get(k).is_some()));
-    let ctx = Arc::new(Ctx { base, ready, secrets, deployments, resources, clients, services, debounce, discovery });
+    let ctx = Arc::new(Ctx {
+        base,
+        ready,
+        secrets,
+        credentials,
+        deployments,
+        resources,
+        clients,
+        services,
+        debounce,
+        discovery,
+    });
     let controller = Controller::for_stream(server_stream, servers)
         // A discovery document that changed since the last fetch.
         .reconcile_on(discovery_changed)
@@ -155,13 +174,17 @@ pub fn run(
         .watches_stream(secret_stream, move |s: Secret| {
             let ns = s.namespace()?;
             let server = s.labels().get(AUTHSERVER_LABEL)?;
-            if s.labels().contains_key(OAUTHCLIENT_LABEL) {
-                d1.touch(&ns, server);
-            } else if super::own_write(&own, &s) {
+            if super::own_write(&own, &s) {
                 // The echo of its own write of a shard, config or keys: at
                 // 10,000 clients re-rendering for each cost a full render.
                 return None;
             }
+            Some(ObjectRef::new(server).within(&ns))
+        })
+        .watches_stream(credential_stream, move |s: Secret| {
+            let ns = s.namespace()?;
+            let server = s.labels().get(AUTHSERVER_LABEL)?;
+            d1.touch(&ns, server);
             Some(ObjectRef::new(server).within(&ns))
         })
         .owns_stream(deployment_stream)
@@ -476,7 +499,7 @@ async fn write_config(
     let mut out = ConfigOutcome { written: 0, refused: Vec::new(), fell_back: Vec::new() };
     let config_name = names::config_secret(&owner.name);
     let live = ctx.secrets.get(&ObjectRef::new(&config_name).within(ns));
-    match put_secret(&ctx.base, objects::config_secret(owner, yaml), live.as_deref()).await? {
+    match put_secret(&ctx.base, objects::config_secret(owner, yaml), live.as_deref().map(Live::Secret)).await? {
         Written::Written => out.written += 1,
         Written::Unchanged => {}
         Written::Refused(f) => out.refused.push((config_name, f)),
@@ -484,7 +507,7 @@ async fn write_config(
     for shard in &split.shards {
         let secret_name = names::shard_secret(&owner.name, shard.index);
         let live = ctx.secrets.get(&ObjectRef::new(&secret_name).within(ns));
-        match put_secret(&ctx.base, objects::shard_secret(owner, shard), live.as_deref()).await? {
+        match put_secret(&ctx.base, objects::shard_secret(owner, shard), live.as_deref().map(Live::Secret)).await? {
             Written::Written => out.written += 1,
             Written::Unchanged => {}
             Written::Refused(f) => {
@@ -493,7 +516,9 @@ async fn write_config(
                 // The shard holds the fallback whether this reconcile wrote it
                 // or an earlier one did (unchanged): say so either way, or the
                 // condition would flip between reconciles.
-                match put_secret(&ctx.base, objects::shard_secret(owner, &fallback), live.as_deref()).await {
+                match put_secret(&ctx.base, objects::shard_secret(owner, &fallback), live.as_deref().map(Live::Secret))
+                    .await
+                {
                     Ok(Written::Written) => {
                         out.written += 1;
                         out.fell_back.push(secret_name.clone());
@@ -586,7 +611,8 @@ async fn reconcile_keys(
         tracing::warn!(secret = %keys_name, "{m}");
         ctx.base.event(obj, true, "SigningKeysLost", m).await;
     }
-    let written = put_secret(&ctx.base, objects::keys_secret(owner, &plan.keys), live_keys.as_ref()).await?;
+    let written =
+        put_secret(&ctx.base, objects::keys_secret(owner, &plan.keys), live_keys.as_ref().map(Live::Secret)).await?;
     if let Written::Refused(f) = &written {
         return Ok(Keys {
             want: Want::fail(
@@ -599,7 +625,8 @@ async fn reconcile_keys(
         });
     }
     // The retained copy follows the key Secret, so retired keys leave both.
-    put_secret(&ctx.base, objects::keys_backup_secret(owner, &plan.keys), live_backup.as_ref()).await?;
+    put_secret(&ctx.base, objects::keys_backup_secret(owner, &plan.keys), live_backup.as_ref().map(Live::Secret))
+        .await?;
 
     if let Some(kid) = &plan.generated {
         let first = before.current_kid.is_none() && live_keys.is_none();
@@ -735,21 +762,21 @@ fn ready_message(split: &shards::Shards, monitor: Option<&str>) -> String {
 async fn client_digest(ctx: &Ctx, c: &OAuthClient) -> Result<Option<String>, Error> {
     let ns = c.namespace().unwrap_or_default();
     let name = client_secret_name(&c.name_any(), &c.spec);
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&ns))
-        .filter(|s| s.labels().get(OAUTHCLIENT_LABEL).map(String::as_str) == Some(c.name_any().as_str()));
-    let secret: Option<Arc<Secret>> = match cached {
+    let cached = ctx.credentials.get(&ns, &name).filter(|s| s.oauthclient.as_deref() == Some(c.name_any().as_str()));
+    let secret: Option<Arc<Credential>> = match cached {
         Some(s) => Some(s),
         // Only ask the API when the OAuthClient says its Secret exists.
         None if c.status.as_ref().and_then(|s| s.secret_name.as_ref()).is_some() => {
-            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&name).await?.map(Arc::new)
+            Api::<Secret>::namespaced(ctx.base.client.clone(), &ns)
+                .get_opt(&name)
+                .await?
+                .map(|s| Arc::new(Credential::of(&s)))
         }
         None => None,
     };
     Ok(secret.filter(|s| super::oauthclient::secret_conflict(s, c).is_none()).and_then(|s| {
-        let v = s.data.as_ref()?.get("client_secret")?;
-        (v.0.len() >= super::oauthclient::MIN_SECRET_LEN).then(|| sha256_hex(&v.0))
+        let v = s.client_secret.as_ref()?;
+        (v.len() >= super::oauthclient::MIN_SECRET_LEN).then(|| sha256_hex(v))
     }))
 }
 

@@ -3,6 +3,7 @@
 //! patches and Events.
 
 pub mod authserver;
+pub mod credentials;
 pub mod oauthclient;
 pub mod protectedresource;
 
@@ -321,11 +322,10 @@ pub fn spec_trigger_key<K: Resource>(o: &K) -> (Option<i64>, bool) {
     (o.meta().generation, o.meta().deletion_timestamp.is_some())
 }
 
-/// The cache of the operator's own Secrets (config, shards, keys,
-/// credentials), held once for both the AuthServer and the OAuthClient
-/// controllers: at 10,000 clients a second copy cost tens of MiB. The
-/// AuthServer controller drives the watch (its trigger stream fills the
-/// store); `ready` resolves once, from a single waiter on the store.
+/// The cache of the operator's own Secrets but the credentials (config,
+/// shards, keys), read by the AuthServer controller, which drives the watch
+/// (its trigger stream fills the store); `ready` resolves once, from a
+/// single waiter on the store.
 #[derive(Clone)]
 pub struct SharedSecrets {
     pub store: Store<Secret>,
@@ -389,14 +389,16 @@ pub fn shared_clients(
     shared(client, namespace)
 }
 
-/// The shared Secret cache and the stream that fills it (which the
-/// AuthServer controller must poll).
+/// The cache of the operator's own Secrets other than the OAuthClients'
+/// credentials (config, registry shards, keys; see [`credentials`] for
+/// those) and the stream that fills it (which the AuthServer controller
+/// must poll).
 pub fn shared_secrets(
     client: &Client,
     namespace: Option<&str>,
 ) -> (SharedSecrets, impl Stream<Item = Result<Secret, watcher::Error>> + Send + use<>) {
-    let (store, stream) =
-        reflect(api::<Secret>(client, namespace), watcher::Config::default().labels(crate::render::MANAGED_SELECTOR));
+    let selector = format!("{},!{}", crate::render::MANAGED_SELECTOR, crate::render::OAUTHCLIENT_LABEL);
+    let (store, stream) = reflect(api::<Secret>(client, namespace), watcher::Config::default().labels(&selector));
     let wait = store.clone();
     let ready = when_ready(async move {
         let _ = wait.wait_until_ready().await;
@@ -426,6 +428,36 @@ where
     Ok(api.patch(&desired.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(desired)).await?)
 }
 
+/// The live Secret a write compares with: whole, or a credential Secret as
+/// the cache keeps it (compared by fingerprint).
+#[derive(Clone, Copy)]
+pub enum Live<'a> {
+    Secret(&'a Secret),
+    Credential(&'a credentials::Credential),
+}
+
+impl Live<'_> {
+    /// Whether it already holds `desired` (stamped with `hash`).
+    fn holds(&self, desired: &Secret, hash: &str) -> bool {
+        match self {
+            Live::Secret(live) => {
+                hash_of(*live).map(String::as_str) == Some(hash)
+                    && live.data == desired.data
+                    && live.owner_references() == desired.owner_references()
+                    && live.labels() == desired.labels()
+            }
+            Live::Credential(c) => c.fingerprint == credentials::fingerprint(desired),
+        }
+    }
+
+    fn resource_version(&self) -> Option<String> {
+        match self {
+            Live::Secret(s) => s.resource_version(),
+            Live::Credential(c) => c.resource_version.clone(),
+        }
+    }
+}
+
 /// What became of a Secret write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -442,13 +474,10 @@ pub enum Written {
 /// server-side apply: apply never prunes a key that another field manager
 /// owns (a hand edit), so a corrupt or stray entry would stay for ever.
 /// A payload the API server refused is not sent again until it changes.
-pub async fn put_secret(ctx: &Context, mut desired: Secret, live: Option<&Secret>) -> Result<Written, Error> {
+pub async fn put_secret(ctx: &Context, mut desired: Secret, live: Option<Live<'_>>) -> Result<Written, Error> {
     let hash = stamp(&mut desired);
-    if let Some(live) = live
-        && hash_of(live) == Some(&hash)
-        && live.data == desired.data
-        && live.owner_references() == desired.owner_references()
-        && live.labels() == desired.labels()
+    if let Some(live) = &live
+        && live.holds(&desired, &hash)
     {
         return Ok(Written::Unchanged);
     }
@@ -791,10 +820,7 @@ fn changed_names(a: &ShardIndex, b: &ShardIndex, kind: &str) -> Vec<String> {
         .collect();
     let prefix = format!("{kind}/");
     out.extend(
-        a.too_large
-            .symmetric_difference(&b.too_large)
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .map(str::to_owned),
+        a.too_large.symmetric_difference(&b.too_large).filter_map(|k| k.strip_prefix(&prefix)).map(str::to_owned),
     );
     out.sort_unstable();
     out.dedup();

@@ -22,13 +22,14 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::{Context, Error, Written, api, controller_owner, in_shard, patch_status, put_secret};
+use super::credentials::{Credential, Credentials};
+use super::{Context, Error, Live, Written, api, in_shard, patch_status, put_secret};
 use crate::conditions::{Want, merge, rfc3339, transitions};
 use crate::render::config::{
     ADOPT_ANNOTATION, ClientIn, ResourceIn, Verdict, client_id, client_secret_name, has_client_id, registry,
 };
 use crate::render::shards::entry_hash;
-use crate::render::{MANAGED_BY_LABEL, MANAGED_SELECTOR, OAUTHCLIENT_LABEL, objects, sha256_hex};
+use crate::render::{objects, sha256_hex};
 
 const KIND: &str = "OAuthClient";
 /// Shortest client secret accepted from a bring-your-own Secret (the
@@ -41,14 +42,17 @@ pub struct Ctx {
     servers: Store<AuthServer>,
     resources: Store<ProtectedResource>,
     clients: Store<OAuthClient>,
-    secrets: Store<Secret>,
+    credentials: Credentials,
     shards: Arc<super::ShardWatch>,
 }
 
 pub fn run(
     base: Arc<Context>,
     namespace: Option<String>,
-    shared: super::SharedSecrets,
+    (credentials, credential_stream): (
+        Credentials,
+        impl futures_util::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    ),
     (shared_clients, client_stream): (
         super::SharedClients,
         impl futures_util::Stream<Item = Result<OAuthClient, watcher::Error>> + Send + 'static,
@@ -75,13 +79,9 @@ pub fn run(
         watcher::Config::default(),
         super::spec_trigger_key::<ProtectedResource>,
     );
-    // The Secrets cache is shared with the AuthServer controller; here only
-    // a watch of the credential Secrets that triggers reconciles, and one of
-    // the registry shards that wakes only the clients whose entry changed.
-    let secret_stream = super::triggers(
-        api::<Secret>(&client, ns),
-        watcher::Config::default().labels(&format!("{MANAGED_SELECTOR},{OAUTHCLIENT_LABEL}")),
-    );
+    // The credential Secrets' cache (read by the AuthServer controller too)
+    // is filled by this controller's trigger stream of them; the registry
+    // shards are watched for the clients whose entry changed.
     let shards = Arc::new(super::ShardWatch::default());
     let shard_stream = super::shard_triggers(
         shards.clone(),
@@ -90,14 +90,14 @@ pub fn run(
         |c: &OAuthClient| &c.spec.auth_server_ref.name,
         base.sharding,
     );
-    let secrets = shared.store.clone();
     let by_server = clients.clone();
     let by_resource = clients.clone();
     let shards_listed = shards.ready.clone();
+    let credentials_listed = credentials.ready.clone();
     let ready = super::when_ready(async move {
         super::caches_ready(&shared_servers.ready).await;
         super::caches_ready(&shared_resources.ready).await;
-        super::caches_ready(&shared.ready).await;
+        super::caches_ready(&credentials_listed).await;
         super::caches_ready(&shards_listed).await;
     });
     let ctx = Arc::new(Ctx {
@@ -106,7 +106,7 @@ pub fn run(
         servers,
         resources,
         clients: clients.clone(),
-        secrets,
+        credentials: credentials.clone(),
         shards,
     });
     let controller = Controller::for_stream(client_stream, clients)
@@ -115,9 +115,9 @@ pub fn run(
         // 10,000 clients that was every client at every render.
         .reconcile_on(shard_stream)
         // A credential Secret maps to its OAuthClient.
-        .watches_stream(secret_stream, move |s: Secret| {
+        .watches_stream(credential_stream, move |s: Secret| {
             let ns = s.namespace();
-            controller_owner::<OAuthClient>(&s)
+            super::controller_owner::<OAuthClient>(&s)
                 .map(|(name, _)| ObjectRef::new(&name).within(ns.as_deref().unwrap_or_default()))
         })
         .watches_stream(server_stream, move |a: AuthServer| {
@@ -173,7 +173,7 @@ fn generate_secret() -> Result<String, Error> {
 /// Where the credentials come from.
 enum Source {
     /// The operator's Secret; `secret` is the value to keep (or a new one).
-    Generated { live: Option<Box<Secret>>, secret: Option<String>, created: bool },
+    Generated { live: Option<Arc<Credential>>, secret: Option<String>, created: bool },
     /// The user's Secret; `problem` when it is unusable; `value` the digest
     /// of its `client_secret`.
     Provided { problem: Option<String>, value: Option<String> },
@@ -211,12 +211,16 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
     };
 
     // 1. Credentials.
-    let cached = ctx.secrets.get(&ObjectRef::new(&secret_name).within(&ns)).map(|s| (*s).clone());
-    // The cache may lag behind a Secret created a moment ago: before
-    // generating a secret, ask the API, so the secret is made exactly once.
-    let live = match cached {
-        Some(s) => Some(s),
-        None => Api::<Secret>::namespaced(ctx.base.client.clone(), &ns).get_opt(&secret_name).await?,
+    // The cache holds the operator's own credential Secrets; it may lag
+    // behind one created a moment ago, and a bring-your-own Secret is not in
+    // it: before generating a secret, ask the API, so the secret is made
+    // exactly once.
+    let live: Option<Arc<Credential>> = match ctx.credentials.get(&ns, &secret_name) {
+        Some(c) => Some(c),
+        None => Api::<Secret>::namespaced(ctx.base.client.clone(), &ns)
+            .get_opt(&secret_name)
+            .await?
+            .map(|s| Arc::new(Credential::of(&s))),
     };
     if let Some(conflict) = live.as_ref().and_then(|s| secret_conflict(s, &obj)) {
         // Refused rather than shared: another object's Secret would hand this
@@ -226,8 +230,8 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
         return finish(&ctx, &obj, before, want, &id, None, None).await;
     }
     let source = match live {
-        Some(s) if controller_owner::<OAuthClient>(&s).map(|(_, u)| u) != Some(uid.clone()) => {
-            let value = s.data.as_ref().and_then(|d| d.get("client_secret")).map(|v| v.0.len());
+        Some(s) if s.controller_of::<OAuthClient>().map(|(_, u)| u) != Some(uid.as_str()) => {
+            let value = s.client_secret.as_ref().map(Vec::len);
             let problem = match (confidential, value) {
                 (false, _) => None,
                 (true, None) => Some(format!("Secret {secret_name} (yours) has no client_secret key")),
@@ -236,22 +240,21 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
                 )),
                 _ => None,
             };
-            let value = s.data.as_ref().and_then(|d| d.get("client_secret")).map(|v| sha256_hex(&v.0));
+            let value = s.client_secret.as_ref().map(|v| sha256_hex(v));
             Source::Provided { problem, value }
         }
         Some(s) => {
             let existing = s
-                .data
+                .client_secret
                 .as_ref()
-                .and_then(|d| d.get("client_secret"))
-                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                .and_then(|v| String::from_utf8(v.clone()).ok())
                 .filter(|v| v.len() >= MIN_SECRET_LEN);
             let (secret, created) = match (confidential, existing) {
                 (false, _) => (None, false),
                 (true, Some(v)) => (Some(v), false),
                 (true, None) => (Some(generate_secret()?), true),
             };
-            Source::Generated { live: Some(Box::new(s)), secret, created }
+            Source::Generated { live: Some(s), secret, created }
         }
         None => {
             let secret = if confidential { Some(generate_secret()?) } else { None };
@@ -264,7 +267,7 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
             let desired =
                 objects::client_secret(&obj, &secret_name, &server_name, &id, secret.as_deref(), &server.spec.issuer)
                     .ok_or(Error::Incomplete("uid"))?;
-            let wrote = match put_secret(&ctx.base, desired, live.as_deref()).await? {
+            let wrote = match put_secret(&ctx.base, desired, live.as_deref().map(Live::Credential)).await? {
                 Written::Written => true,
                 Written::Unchanged => false,
                 Written::Refused(f) => {
@@ -389,10 +392,10 @@ fn before_reason(before: &OAuthClientStatus) -> Option<&str> {
 
 /// Why `secret` cannot be `client`'s credential Secret: it is controlled by
 /// another object, or the operator made it for another OAuthClient.
-pub fn secret_conflict(secret: &Secret, client: &OAuthClient) -> Option<String> {
-    let name = secret.name_any();
+pub fn secret_conflict(secret: &Credential, client: &OAuthClient) -> Option<String> {
+    let name = &secret.name;
     let uid = client.uid();
-    if let Some(owner) = secret.owner_references().iter().find(|o| o.controller == Some(true)) {
+    if let Some(owner) = &secret.controller {
         if owner.kind == "OAuthClient" && Some(&owner.uid) == uid.as_ref() {
             return None;
         }
@@ -406,7 +409,7 @@ pub fn secret_conflict(secret: &Secret, client: &OAuthClient) -> Option<String> 
             )
         });
     }
-    if secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(crate::render::FIELD_MANAGER) {
+    if secret.managed_by_operator {
         return Some(format!(
             "Secret {name} is managed by authplane-operator for another object; it cannot be shared. Set \
              spec.secretName to a Secret of this client's own"

@@ -73,14 +73,7 @@ pub fn run(
     let (prm, prm_changed) = Prober::new(probes);
     let alive = resources.clone();
     tokio::spawn(prm.clone().run(move |k| alive.get(k).is_some()));
-    let ctx = Arc::new(Ctx {
-        base,
-        ready,
-        servers,
-        resources: resources.clone(),
-        shards,
-        prm,
-    });
+    let ctx = Arc::new(Ctx { base, ready, servers, resources: resources.clone(), shards, prm });
     let controller = Controller::for_stream(resource_stream, resources)
         // A PRM document that changed since the last fetch.
         .reconcile_on(prm_changed)
