@@ -70,7 +70,23 @@ pub fn fingerprint(s: &Secret) -> [u8; 32] {
     out
 }
 
-type Map = HashMap<(String, String), Arc<Credential>>;
+/// Namespace → Secret name → what the operator reads of it (nested so that
+/// a lookup, one per client per render, allocates nothing).
+type Map = HashMap<String, HashMap<String, Arc<Credential>>>;
+
+fn insert(m: &mut Map, s: &Secret) {
+    m.entry(s.namespace().unwrap_or_default()).or_default().insert(s.name_any(), Arc::new(Credential::of(s)));
+}
+
+fn remove(m: &mut Map, s: &Secret) {
+    let ns = s.namespace().unwrap_or_default();
+    if let Some(names) = m.get_mut(&ns) {
+        names.remove(&s.name_any());
+        if names.is_empty() {
+            m.remove(&ns);
+        }
+    }
+}
 
 /// The cache of the operator's credential Secrets, filled by the stream
 /// [`Credentials::watch`] returns; `ready` once it holds the first list.
@@ -88,7 +104,7 @@ pub fn selector() -> String {
 impl Credentials {
     /// The credential Secret `name` in `ns`, as last seen by the watch.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<Credential>> {
-        self.map.read().ok()?.get(&(ns.to_owned(), name.to_owned())).cloned()
+        self.map.read().ok()?.get(ns)?.get(name).cloned()
     }
 
     /// The cache and the watch that fills it; the stream yields every
@@ -106,7 +122,6 @@ impl Credentials {
         let mut relist: Option<Map> = None;
         let wc = watcher::Config::default().labels(&selector());
         let stream = watcher(super::api::<Secret>(client, namespace), wc).default_backoff().filter_map(move |ev| {
-            let key = |s: &Secret| (s.namespace().unwrap_or_default(), s.name_any());
             let out = match ev {
                 Ok(watcher::Event::Init) => {
                     relist = Some(Map::new());
@@ -114,7 +129,7 @@ impl Credentials {
                 }
                 Ok(watcher::Event::InitApply(s)) => {
                     if let Some(m) = relist.as_mut() {
-                        m.insert(key(&s), Arc::new(Credential::of(&s)));
+                        insert(m, &s);
                     }
                     Some(Ok(s))
                 }
@@ -127,13 +142,13 @@ impl Credentials {
                 }
                 Ok(watcher::Event::Apply(s)) => {
                     if let Ok(mut m) = writer.write() {
-                        m.insert(key(&s), Arc::new(Credential::of(&s)));
+                        insert(&mut m, &s);
                     }
                     Some(Ok(s))
                 }
                 Ok(watcher::Event::Delete(s)) => {
                     if let Ok(mut m) = writer.write() {
-                        m.remove(&key(&s));
+                        remove(&mut m, &s);
                     }
                     Some(Ok(s))
                 }
@@ -195,5 +210,19 @@ mod tests {
         let mut annotated = secret("s3cret", "c");
         annotated.metadata.annotations = None;
         assert_ne!(fingerprint(&annotated), c.fingerprint);
+    }
+
+    #[test]
+    fn the_cache_finds_removes_and_forgets_empty_namespaces() {
+        let (_tx, ready) = tokio::sync::watch::channel(true);
+        let cache = Credentials { map: Arc::default(), ready };
+        let mut s = secret("s3cret", "c");
+        s.metadata.namespace = Some("team".into());
+        insert(&mut cache.map.write().unwrap(), &s);
+        assert_eq!(cache.get("team", "c-oauth-client").and_then(|c| c.client_secret.clone()), Some(b"s3cret".to_vec()));
+        assert!(cache.get("other", "c-oauth-client").is_none());
+        remove(&mut cache.map.write().unwrap(), &s);
+        assert!(cache.get("team", "c-oauth-client").is_none());
+        assert!(cache.map.read().unwrap().is_empty());
     }
 }

@@ -313,7 +313,8 @@ pub fn server_trigger_key(a: &authplane_crds::AuthServer) -> (Option<i64>, bool,
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::CONFIG_RENDERED))
         .filter(|c| !c.is_true())
         .map(|c| (c.reason.clone(), c.message.clone()));
-    (a.metadata.generation, a.metadata.deletion_timestamp.is_some(), failed)
+    let (generation, deleting) = spec_trigger_key(a);
+    (generation, deleting, failed)
 }
 
 /// Spec changes (by generation), the start of a deletion: all an OAuthClient

@@ -239,7 +239,9 @@ pub(crate) async fn issue_access<C: ConnectionTrait>(
     let Subject { sub, client_id, aud, scope, family, jkt } = who;
     if jkt.is_none() {
         let index = deps.resources.get();
-        if let Some(r) = index.resources.iter().find(|r| r.dpop_required && aud.contains(&r.resource.to_string())) {
+        if let Some(r) =
+            index.resources.iter().find(|r| r.dpop_required && aud.iter().any(|a| a == r.resource.as_str()))
+        {
             return Err(super::dpop::required(&format!("resource {} has dpop_required", r.resource)));
         }
     }
