@@ -20,17 +20,8 @@ KUBECTL="${KUBECTL:-kubectl}"
 GC_TIMEOUT="${GC_TIMEOUT:-60}"
 ns=authplane-smoke
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check <description> <command...>: pass if the command succeeds; its output
-# is shown only on failure.
-check() {
-  local what="$1" out
-  shift
-  if out="$("$@" 2>&1)"; then ok "$what"; else bad "$what"; sed 's/^/    /' <<<"$out"; fi
-}
+# shellcheck source=lib/report.sh
+source "$here/lib/report.sh"
 finish() {
   echo "$passed passed, $failed failed"
   [[ $failed -eq 0 ]]

@@ -44,17 +44,8 @@ scoped_ns=authplane-scoped
 team_ns=team-a
 crds=(authservers.authplane.io protectedresources.authplane.io oauthclients.authplane.io)
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
-# check <description> <command...>: pass if the command succeeds; its output
-# is shown only on failure.
-check() {
-  local what="$1" out
-  shift
-  if out="$("$@" 2>&1)"; then ok "$what"; else bad "$what"; sed 's/^/    /' <<<"$out" | tail -n 30; fi
-}
+# shellcheck source=lib/report.sh
+source "$here/lib/report.sh"
 # fails_with <description> <expected text> <command...>: pass if the command
 # fails and its output contains the text; the message is shown either way.
 fails_with() {

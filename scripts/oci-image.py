@@ -30,7 +30,11 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 def shared_libraries(binary):
     """Absolute paths of what the dynamic loader maps for `binary`."""
-    out = subprocess.run(["ldd", binary], check=True, capture_output=True, text=True).stdout
+    run = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    if run.returncode != 0 and "not a dynamic executable" in run.stdout + run.stderr:
+        return []  # a static binary (the node's Go pause program)
+    run.check_returncode()
+    out = run.stdout
     libs = []
     for line in out.splitlines():
         line = line.strip()

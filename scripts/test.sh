@@ -25,8 +25,9 @@ step() {
 # Work that nothing needs until later builds beside the first steps, at nice
 # 10 so that it takes only what they leave idle (cargo's serial link and
 # build-script phases, the e2e suites waiting on servers): the pinned Go
-# tools (e2e/tools/build.sh, about 13 minutes on a cold cache, nothing when
-# cached) and the fuzz targets' instrumented build (about 9 minutes cold).
+# tools (e2e/tools/build.sh, about 13 minutes on a cold cache plus the
+# node's kubelet, kube-scheduler and kube-proxy; nothing when cached) and the
+# fuzz targets' instrumented build (about 9 minutes cold).
 # Each is waited for right before the first step that uses it; its output is
 # printed there.
 bg_logs="$(mktemp -d)"
@@ -112,5 +113,10 @@ e2e/helm-test.sh
 
 step "operator on a real control plane (e2e/operator-test.sh)"
 e2e/operator-test.sh
+
+# The images (e2e/images-test.sh built them) in real pods: a node (containerd, kubelet,
+# kube-proxy) joins a fresh control plane; Helm installs the operator.
+step "AuthPlane in real pods on a real node (e2e/pods-test.sh)"
+e2e/pods-test.sh
 
 step "done in $(( $(date +%s) - started ))s; target/ holds $(du -sh "${CARGO_TARGET_DIR:-target}" | cut -f1)"

@@ -17,9 +17,11 @@
 #                                       build nothing
 #
 # Cluster tools: etcd kube-apiserver kube-controller-manager kubectl helm
-# servicemonitor-crd. Other tools: otelcol. --env and --print-bin-dir default
-# to the cluster tools only (what cluster.sh and helm-test.sh consume), so
-# bringing up a cluster never waits for a collector build.
+# servicemonitor-crd. Node tools (e2e/cluster.sh up --node): kubelet
+# kube-scheduler kube-proxy pause. Other tools: otelcol. --env and
+# --print-bin-dir default to the cluster tools only (what cluster.sh and
+# helm-test.sh consume), so bringing up a cluster never waits for a collector
+# or node build.
 #
 # Each tool goes to ${AUTHPLANE_TOOLS_DIR:-$HOME/.cache/authplane/tools}/<tool>-<version>/.
 # The version is read from the committed wrapper go.mod files (or pinned below),
@@ -45,8 +47,13 @@ PROM_OPERATOR_VERSION=v0.85.0
 PROM_OPERATOR_SUM='h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s='
 SERVICEMONITOR_CRD_PATH=example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
 
+# The pod sandbox program (e2e/tools/pause/main.go, standard library only):
+# bump with any change to it, so the cache keeps one build per version.
+PAUSE_VERSION=v1
+
 CLUSTER_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl helm servicemonitor-crd)
-ALL_TOOLS=("${CLUSTER_TOOLS[@]}" otelcol)
+NODE_TOOLS=(kubelet kube-scheduler kube-proxy pause)
+ALL_TOOLS=("${CLUSTER_TOOLS[@]}" "${NODE_TOOLS[@]}" otelcol)
 
 log() { echo "$@" >&"$out_fd"; }
 die() { echo "build.sh: error: $*" >&2; exit 1; }
@@ -62,7 +69,9 @@ gomod_version() { # dir module
 tool_version() {
   case "$1" in
     etcd) gomod_version etcd go.etcd.io/etcd/server/v3 ;;
-    kube-apiserver | kube-controller-manager | kubectl) gomod_version kubernetes k8s.io/kubernetes ;;
+    kube-apiserver | kube-controller-manager | kubectl | kubelet | kube-scheduler | kube-proxy)
+      gomod_version kubernetes k8s.io/kubernetes ;;
+    pause) echo "$PAUSE_VERSION" ;;
     helm) gomod_version helm helm.sh/helm/v3 ;;
     otelcol) gomod_version otelcol go.opentelemetry.io/collector/otelcol ;;
     servicemonitor-crd) echo "$PROM_OPERATOR_VERSION" ;;
@@ -101,7 +110,7 @@ go_env() {
 ldflags_for() { # tool version
   local tool="$1" v="$2" ld="-s -w" pkg k date minor
   case "$tool" in
-    kube-apiserver | kube-controller-manager | kubectl)
+    kube-apiserver | kube-controller-manager | kubectl | kubelet | kube-scheduler | kube-proxy)
       minor="${v#v1.}"; minor="${minor%%.*}"
       # Build date = the release's publication time, so rebuilds are identical.
       date="$(cd "$here/kubernetes" && go_env "$GO" list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)"
@@ -133,7 +142,9 @@ ldflags_for() { # tool version
 check_version() { # tool path version
   local got
   case "$1" in
-    kube-apiserver | kube-controller-manager) got="$("$2" --version 2>&1)"; [[ "$got" == "Kubernetes $3" ]] ;;
+    kube-apiserver | kube-controller-manager | kubelet | kube-scheduler | kube-proxy)
+      got="$("$2" --version 2>&1)"; [[ "$got" == "Kubernetes $3" ]] ;;
+    pause) got="$("$2" --version 2>&1)"; [[ "$got" == "authplane-pause $3" ]] ;;
     kubectl) got="$("$2" version --client 2>&1 | head -n 1)"; [[ "$got" == "Client Version: $3" ]] ;;
     etcd) got="$("$2" --version 2>&1)"; grep -qx "etcd Version: ${3#v}" <<<"$got" ;;
     helm) got="$("$2" version --short 2>&1)"; [[ "$got" == "$3"* ]] ;;
@@ -178,7 +189,9 @@ build_one() {
       local moddir pkg ld
       case "$tool" in
         etcd) moddir=etcd; pkg=. ;;
-        kube-apiserver | kube-controller-manager | kubectl) moddir=kubernetes; pkg="k8s.io/kubernetes/cmd/$tool" ;;
+        kube-apiserver | kube-controller-manager | kubectl | kubelet | kube-scheduler | kube-proxy)
+          moddir=kubernetes; pkg="k8s.io/kubernetes/cmd/$tool" ;;
+        pause) moddir=pause; pkg=. ;;
         helm) moddir=helm; pkg=helm.sh/helm/v3/cmd/helm ;;
         otelcol) moddir=otelcol; pkg=. ;;
       esac
@@ -191,8 +204,14 @@ build_one() {
         echo "go: $("$GO" env GOVERSION) $("$GO" env GOOS)/$("$GO" env GOARCH) CGO_ENABLED=0 -trimpath -mod=readonly"
         echo "ldflags: $ld"
         echo "go.mod sha256: $(sha256sum <"$here/$moddir/go.mod" | cut -d' ' -f1)"
-        echo "go.sum sha256: $(sha256sum <"$here/$moddir/go.sum" | cut -d' ' -f1)"
+        [[ ! -f "$here/$moddir/go.sum" ]] || echo "go.sum sha256: $(sha256sum <"$here/$moddir/go.sum" | cut -d' ' -f1)"
       } >"$tmp/BUILDINFO"
+      if [[ "$tool" == pause ]]; then
+        # The pod sandbox image cluster.sh imports into containerd, written
+        # like the AuthPlane images (scripts/oci-image.py, reproducible).
+        SOURCE_DATE_EPOCH=0 python3 "$here/../../scripts/oci-image.py" --binary "$tmp/pause" --name pause \
+          --ref "authplane.local/pause:$v" --out "$tmp/pause.tar" >&2 || die "writing the pause image failed"
+      fi
       ;;
   esac
   check_version "$tool" "$tmp/$file" "$v"
