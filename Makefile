@@ -9,7 +9,7 @@ help:
 	@echo "make lint   - rustfmt check + clippy -D warnings"
 	@echo "make build  - debug build of the workspace"
 	@echo "make images - OCI image archives in target/images/ (no Docker needed)"
-	@echo "make bench  - tokens/s of the AS (release, SQLite) vs node oidc-provider under wrk"
+	@echo "make bench  - every grant of the AS (release, SQLite and Postgres) vs node oidc-provider under wrk"
 	@echo "make demo   - the AS plus the example MCP server on :8080"
 	@echo "make fuzz   - every fuzz target (cargo-fuzz, nightly) for FUZZ_SECONDS each (default 10)"
 	@echo "make soak   - real flows at 80 % of the measured maximum for SOAK_SECONDS (default 120) on SQLite and Postgres"
@@ -44,8 +44,9 @@ release:
 images:
 	scripts/images.sh
 
-# Load test (not a timed test): client_credentials and refresh_token on the
-# release build with SQLite, and node oidc-provider side by side (e2e/bench/run.sh).
+# Load test (not a timed test): every grant on the release build, on SQLite and
+# on Postgres, and node oidc-provider side by side (e2e/bench/run.sh,
+# docs/operations/performance.md).
 .PHONY: bench bench-otel
 bench:
 	e2e/bench/run.sh

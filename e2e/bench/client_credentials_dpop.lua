@@ -5,12 +5,6 @@
 -- counts as an error, so an undersized proof file shows in the result.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/report.lua")
 
-local counter = 0
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-end
-
 local proofs = {}
 local next_proof = 1
 local nthreads = tonumber(os.getenv("BENCH_THREADS"))

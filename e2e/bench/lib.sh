@@ -52,8 +52,16 @@ run_wrk() {
   dur="$(kv duration_us "$line")"
   p50="$(kv p50_us "$line")"
   p99="$(kv p99_us "$line")"
-  st="$(( $(kv err_status "$line") + $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line") ))"
+  st="$(( $(kv err_status "$line") + $(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line") + $(kv stuck "$line") ))"
   ok=$((req - $(kv err_status "$line")))
+  # A script that counts its own operations (a code flow is several
+  # requests) reports them as ops; the rest count requests.
+  local ops
+  ops="$(kv ops "$line")"
+  if [[ "${ops:--1}" -ge 0 ]]; then
+    RESULT[$name.per_op]="$(awk -v r="$req" -v o="$ops" 'BEGIN { printf "%.1f", o ? r / o : 0 }')"
+    ok="$ops"
+  fi
   RESULT[$name.ok]="$ok"
   RESULT[$name.errors]="$st"
   RESULT[$name.tps]="$(awk -v n="$ok" -v d="$dur" 'BEGIN { printf "%.0f", n / (d / 1e6) }')"
@@ -63,8 +71,8 @@ run_wrk() {
   RESULT[$name.hwm]="$(rss_mb "$pid" VmHWM)"
   # Server CPU per token: less sensitive than tokens/s to whatever else the machine runs.
   RESULT[$name.cpu]="$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v n="$ok" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')"
-  printf '  %s: %s tokens/s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB), server CPU %s us/token\n' \
-    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.cpu]}"
+  printf '  %s: %s ops/s%s, p50 %s ms, p99 %s ms, %s errors, RSS %s MB (peak %s MB), server CPU %s us/op\n' \
+    "$name" "${RESULT[$name.tps]}" "${RESULT[$name.per_op]:+ (${RESULT[$name.per_op]} requests each)}" "${RESULT[$name.p50]}" "${RESULT[$name.p99]}" "$st" "${RESULT[$name.rss]}" "${RESULT[$name.hwm]}" "${RESULT[$name.cpu]}"
   if [[ "$st" != 0 ]]; then
     echo "$out" | sed 's/^/    wrk: /'
   fi

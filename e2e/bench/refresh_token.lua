@@ -11,15 +11,6 @@
 -- the pool shrinks and the failure is counted by wrk as a non-2xx).
 dofile(os.getenv("BENCH_LUA_DIR") .. "/report.lua")
 
-local threads = {}
-local counter = 0
-
-function setup(thread)
-  thread:set("tid", counter)
-  counter = counter + 1
-  table.insert(threads, thread)
-end
-
 local pool = {}
 local body_prefix = "grant_type=refresh_token&client_id=" .. os.getenv("BENCH_CLIENT_ID") .. "&refresh_token="
 local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }

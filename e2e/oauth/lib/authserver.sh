@@ -1,7 +1,11 @@
 # Sourced by e2e/oauth/run.sh and e2e/bench/run.sh: start and stop a throw-away
 # authserver on free loopback ports, in a temp dir, on SQLite.
 #
-#   as_start NAME BIN     starts it and exports the E2E_* variables below
+#   as_start NAME BIN [EXTRA_YAML]
+#                         starts it and exports the E2E_* variables below;
+#                         EXTRA_YAML is appended to the config, and the file
+#                         $AS_EXTRA_CLIENTS (if set) to its clients: list,
+#                         and the file $AS_EXTRA_USERS (if set) to its users:
 #   as_stop               stops it (SIGTERM, then SIGKILL) and removes its dir
 #
 # Exported for the tests: E2E_ISSUER (= the public base URL), E2E_ADMIN_URL,
@@ -26,7 +30,7 @@ as_start() {
   AS_DIR="$(mktemp -d "${TMPDIR:-/tmp}/authplane-e2e-$name.XXXXXX")"
   export E2E_ADMIN_KEY="e2e-admin-$(as_rand 24)"
   export E2E_USER="alice"
-  export E2E_PASSWORD="pw-$(as_rand 20)"
+  export E2E_PASSWORD="${AS_PASSWORD:-pw-$(as_rand 20)}"
   export E2E_RESOURCE="https://mcp.e2e.test/mcp"
   export E2E_RESOURCE2="https://files.e2e.test/mcp"
   export E2E_PUBLIC_CLIENT="e2e-public"
@@ -93,12 +97,14 @@ clients:
     client_secret_sha256: $(as_sha256 "$E2E_CC_SECRET")
     grant_types: [client_credentials]
     allowed_resources: [$E2E_RESOURCE, $E2E_RESOURCE2]
+$(if [[ -n "${AS_EXTRA_CLIENTS:-}" ]]; then cat "$AS_EXTRA_CLIENTS"; fi)
 users:
   - username: $E2E_USER
     id: user-e2e-alice
     name: Alice E2E
     email: alice@e2e.test
     password_hash: "$hash"
+$(if [[ -n "${AS_EXTRA_USERS:-}" ]]; then cat "$AS_EXTRA_USERS"; fi)
 YAML
     if [[ -n "$extra" ]]; then cat "$extra" >>"$AS_DIR/config.yaml"; fi
     (cd "$AS_DIR" && exec "$bin" --config "$AS_DIR/config.yaml" serve) >"$E2E_SERVER_LOG" 2>&1 &
