@@ -51,31 +51,32 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
-/// Whether the pooled SQLite connection may be handed out: true unless it is
-/// still inside a transaction, which no caller owns once the connection is
-/// back in the pool. That happens after a full disk: SQLite rolls the whole
-/// transaction back when COMMIT fails with SQLITE_FULL, sqlx's own ROLLBACK
-/// then fails and it keeps counting one open transaction, so the next
-/// transaction is a SAVEPOINT; if that one fails too, ROLLBACK TO leaves a
-/// real transaction open for good, and every later write (answered as a
-/// success) sits uncommitted in it until the process ends and loses them
-/// (found by the fault suite, e2e/faults; see docs/operations/reliability.md).
-/// A connection in that state is closed instead (nothing acknowledged is in
-/// it: the savepoint it fell back to was its start) and the pool opens a
-/// fresh one. `BEGIN` fails inside a transaction; otherwise it and its
-/// `ROLLBACK` cost microseconds and touch no file.
+/// Whether the pooled SQLite connection may be handed out: true unless sqlx
+/// still counts a transaction on it, which no caller owns once the
+/// connection is back in the pool. That happens after a full disk: SQLite
+/// rolls the whole transaction back when COMMIT fails with SQLITE_FULL,
+/// sqlx's own ROLLBACK then fails and it keeps counting one open
+/// transaction, so the next transaction would be a SAVEPOINT; if that one
+/// failed too, ROLLBACK TO would leave a real transaction open for good, and
+/// every later write (answered as a success) would sit uncommitted in it
+/// until the process ends and loses them (found by the fault suite,
+/// e2e/faults; see docs/operations/reliability.md). A connection in that
+/// state is closed instead (nothing acknowledged is in it) and the pool
+/// opens a fresh one. The count is read in memory: sqlx's ping on release
+/// has already flushed the rollback of a transaction dropped without
+/// commit, so a healthy connection reads zero. (This used to be a
+/// `BEGIN`/`ROLLBACK` pair on every acquire: two round trips to the
+/// connection's worker thread before each statement.)
 async fn sqlite_usable(conn: &mut sea_orm::sqlx::sqlite::SqliteConnection) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::Executor;
-    match conn.execute("BEGIN").await {
-        Ok(_) => {
-            conn.execute("ROLLBACK").await?;
-            Ok(true)
-        }
-        Err(e) => {
-            tracing::error!(error = "ErrDatabase", detail = %one_line(&e.to_string()), "SQLite connection left inside a transaction after a failed write; replacing it");
-            Ok(false)
-        }
+    use sea_orm::sqlx::Connection;
+    if conn.is_in_transaction() {
+        tracing::error!(
+            error = "ErrDatabase",
+            "SQLite connection left inside a transaction after a failed write; replacing it"
+        );
+        return Ok(false);
     }
+    Ok(true)
 }
 
 /// Connects (creating the SQLite file and its directory on first start) and
