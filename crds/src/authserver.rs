@@ -114,6 +114,106 @@ pub struct AuthServerSpec {
     /// `IssuerReachable`). Never affects `Ready`.
     #[serde(default)]
     pub issuer_check: IssuerCheckSpec,
+
+    /// Identity providers people sign in through ("Continue with …" on the
+    /// login page). Their client secrets reach the pods as mounted files,
+    /// never through the rendered config. See docs/guides/upstream-login.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(u, self.exists_one(v, v.id == u.id))").message("spec.upstreams: each id must be unique"))]
+    pub upstreams: Vec<UpstreamSpec>,
+    /// The token broker's encryption key (Secret `<name>-broker-keys`), when
+    /// an upstream has `storeTokens`.
+    #[serde(default)]
+    pub broker: BrokerSpec,
+}
+
+/// The operator puts a new key on top of `<name>-broker-keys` every
+/// `keyRotationInterval`; the server re-encrypts stored grants with it within
+/// the hour. Old keys are never removed by the operator (it cannot see which
+/// rows use them): remove older lines once the server's
+/// `authplane_broker_grants_old_key` gauge is 0.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerSpec {
+    /// `90d`, `12h`, `30s`; `0` = never rotate automatically.
+    #[serde(default = "default_broker_rotation")]
+    #[schemars(regex(pattern = "^(0|[0-9]+[smhd])$"))]
+    pub key_rotation_interval: String,
+}
+
+impl Default for BrokerSpec {
+    fn default() -> Self {
+        BrokerSpec { key_rotation_interval: default_broker_rotation() }
+    }
+}
+
+fn default_broker_rotation() -> String {
+    "90d".into()
+}
+
+/// One identity provider: OpenID Connect (`issuer`) or plain OAuth 2 (the
+/// three endpoints).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.issuer) || (has(self.authorizationEndpoint) && has(self.tokenEndpoint) && has(self.userinfoEndpoint))").message("spec.upstreams[]: set issuer (OpenID Connect), or authorizationEndpoint, tokenEndpoint and userinfoEndpoint (plain OAuth 2)"))]
+pub struct UpstreamSpec {
+    /// Lowercase letters, digits and `-`: in the callback URL
+    /// `<issuer>/ui/upstream/<id>/callback` and in user ids `<id>:<subject>`.
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9][a-z0-9-]*$')").message("spec.upstreams[].id must be lowercase letters, digits and '-', e.g. corp"))]
+    pub id: String,
+    /// The button text: "Continue with <displayName>".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub display_name: Option<String>,
+    /// OpenID Connect issuer (discovery at `<issuer>/.well-known/openid-configuration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("spec.upstreams[].issuer must be an https URL"))]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("spec.upstreams[].authorizationEndpoint must be an https URL"))]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("spec.upstreams[].tokenEndpoint must be an https URL"))]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("spec.upstreams[].userinfoEndpoint must be an https URL"))]
+    pub userinfo_endpoint: Option<String>,
+    #[schemars(length(min = 1, max = 512))]
+    pub client_id: String,
+    /// The Secret key holding the client secret the provider issued; mounted
+    /// into the pods as a file (a rotated Secret needs no restart).
+    pub client_secret_ref: SecretKeyRef,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<UpstreamAuthMethod>,
+    /// Requested at the provider. Default `[openid, email, profile]`; an
+    /// OpenID Connect upstream needs `openid` (checked when the config is
+    /// rendered: `ConfigRendered=False`, reason `InvalidSpec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub scopes: Option<Vec<String>>,
+    /// Claim names: `subject`, `email`, `name`, `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<BTreeMap<String, String>>,
+    /// Only these email domains may sign in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
+    /// The person must be in every listed group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_groups: Vec<String>,
+    /// Keep the provider's tokens for the token broker (encrypted with a key
+    /// the operator generates in the Secret `<name>-broker-keys`).
+    #[serde(default)]
+    pub store_tokens: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
 }
 
 /// The operator fetches `/.well-known/oauth-authorization-server` through

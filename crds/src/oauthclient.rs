@@ -38,6 +38,7 @@ use crate::common::{AuthServerRef, Condition};
 #[x_kube(validation = Rule::new("self.type == 'confidential' || !has(self.tokenEndpointAuthMethod)").message("spec.tokenEndpointAuthMethod is for confidential clients; a public client authenticates with PKCE only"))]
 #[x_kube(validation = Rule::new("self.type == 'confidential' || !self.grantTypes.exists(g, g == 'client_credentials')").message("the client_credentials grant needs spec.type: confidential"))]
 #[x_kube(validation = Rule::new("!self.grantTypes.exists(g, g == 'authorization_code') || self.redirectUris.size() > 0").message("a client with the authorization_code grant needs at least one spec.redirectUris entry"))]
+#[x_kube(validation = Rule::new("!has(self.brokerUpstreams) || size(self.brokerUpstreams) == 0 || (self.type == 'confidential' && size(self.allowedResources) > 0)").message("spec.brokerUpstreams needs spec.type: confidential and the MCP server's own resource in spec.allowedResources: only tokens issued for it can be exchanged"))]
 pub struct OAuthClientSpec {
     /// The AuthServer (same namespace) this client is registered with.
     pub auth_server_ref: AuthServerRef,
@@ -91,6 +92,14 @@ pub struct OAuthClientSpec {
     /// every token it gets is bound to its key (`cnf.jkt`).
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+
+    /// Upstream ids (AuthServer `spec.upstreams[].id`, each with
+    /// `storeTokens`) whose tokens this client may obtain for a user through
+    /// RFC 8693 token exchange: the MCP server's own confidential client,
+    /// with its resource in `allowedResources`. See docs/guides/token-broker.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub broker_upstreams: Vec<String>,
 
     /// The Secret that holds `client_id` and `client_secret`. Unset =
     /// `<name>-oauth-client`. If you create it yourself (with a

@@ -7,7 +7,9 @@
 #      second server with oauth.dpop_nonce on (dpop-nonce.test.mjs);
 #   2. python: authlib + joserfc + requests (py/);
 #   3. browser: Debian's Chromium driven by playwright-core (browser.test.mjs),
-#      screenshots in e2e/oauth/artifacts/.
+#      screenshots in e2e/oauth/artifacts/; and sign-in through an identity
+#      provider, node oidc-provider with its own login pages
+#      (upstream.test.mjs, js/upstream/provider.mjs).
 # Each runner gets its own authserver (free loopback ports, temp dir, SQLite),
 # stopped afterwards. Prints each runner's summary line; exits non-zero if
 # anything failed.
@@ -32,7 +34,10 @@ want() { [[ ",$only," == *",$1,"* ]]; }
 
 # shellcheck source=lib/authserver.sh
 source "$here/lib/authserver.sh"
-trap 'as_stop' EXIT
+# The upstream identity provider of upstream.test.mjs and its temp dir, while they exist.
+up_pid=""
+up_dir=""
+trap 'as_stop; if [[ -n "$up_pid" ]]; then kill "$up_pid" 2>/dev/null || true; fi; if [[ -n "$up_dir" ]]; then rm -rf "$up_dir"; fi' EXIT
 trap 'exit 130' INT TERM
 
 rm -rf "$artifacts"
@@ -157,6 +162,74 @@ fi
 
 if want browser; then
   run_node browser browser.test.mjs
+  # Sign-in through an identity provider: node oidc-provider on a port picked
+  # first (AuthPlane's config names it; discovery happens at first sign-in),
+  # started once AuthPlane's issuer (its callback URLs) is known.
+  up_port="$(as_free_port)"
+  up_secret="$(as_rand 32)"
+  up_dir="$(mktemp -d "${TMPDIR:-/tmp}/authplane-e2e-upstream.XXXXXX")"
+  printf %s "$up_secret" >"$up_dir/corp-secret"
+  cat >"$up_dir/upstreams.yaml" <<YAML
+upstreams:
+  - id: corp
+    display_name: Corp SSO
+    issuer: http://127.0.0.1:$up_port
+    client_id: authplane
+    client_secret_file: $up_dir/corp-secret
+    scopes: [openid, email, profile]
+    allowed_email_domains: [corp.example]
+    store_tokens: true
+  - id: plain
+    display_name: Plain OAuth
+    authorization_endpoint: http://127.0.0.1:$up_port/auth
+    token_endpoint: http://127.0.0.1:$up_port/token
+    userinfo_endpoint: http://127.0.0.1:$up_port/me
+    token_endpoint_auth_method: client_secret_post
+    client_id: authplane-plain
+    client_secret: "$up_secret"
+    scopes: [openid, email, profile]
+broker:
+  # The provider's tokens live 45 s here: fresh for 15 s, then refreshed.
+  refresh_before: 30s
+YAML
+  # Clients of the broker tests, added to as_start's clients: list.
+  broker_secret="$(as_rand 43)"
+  export E2E_BROKER_CLIENT=e2e-broker E2E_BROKER_SECRET="$broker_secret"
+  export E2E_BROKER_OTHER=e2e-broker-files
+  cat >"$up_dir/clients.yaml" <<YAML
+  - client_id: e2e-broker
+    token_endpoint_auth_method: client_secret_basic
+    client_secret_sha256: $(as_sha256 "$broker_secret")
+    grant_types: [client_credentials]
+    allowed_resources: [$E2E_RESOURCE]
+    broker_upstreams: [corp]
+  - client_id: e2e-broker-files
+    token_endpoint_auth_method: client_secret_basic
+    client_secret_sha256: $(as_sha256 "$broker_secret")
+    grant_types: [client_credentials]
+    allowed_resources: [$E2E_RESOURCE2]
+    broker_upstreams: [corp]
+YAML
+  log="$logs/upstream.log"
+  AS_EXTRA_CLIENTS="$up_dir/clients.yaml" as_start upstream "$AUTHSERVER_BIN" "$up_dir/upstreams.yaml"
+  (cd "$js" && ACCESS_TTL=45 exec node upstream/provider.mjs "$up_port" "$E2E_ISSUER" "$up_secret") >"$logs/upstream-provider.log" 2>&1 &
+  up_pid=$!
+  for _ in $(seq 1 100); do grep -q '^listening' "$logs/upstream-provider.log" && break; sleep 0.1; done
+  echo "e2e-oauth: upstream: node --test upstream.test.mjs (provider http://127.0.0.1:$up_port)"
+  rc=0
+  (cd "$js" && E2E_UPSTREAM_ISSUER="http://127.0.0.1:$up_port" timeout 600 node --test --test-concurrency=1 --test-reporter=spec upstream.test.mjs) >"$log" 2>&1 || rc=$?
+  kill "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+  up_pid=""
+  E2E_KEEP_LOGS="$logs/upstream-authserver.log" as_stop
+  rm -rf "$up_dir"
+  up_dir=""
+  node_summary "$log" || rc=1
+  if [[ $rc -ne 0 ]]; then
+    status=1
+    grep -vE '^\s+at ' "$log" | sed -n '/failing tests:/,$p' | head -n 120
+    echo "e2e-oauth: upstream FAILED (logs: $log, $logs/upstream-authserver.log, $logs/upstream-provider.log)"
+  fi
   if [[ -f "$artifacts/login.png" && -f "$artifacts/consent.png" ]]; then
     echo "e2e-oauth: screenshots: $(cd "$artifacts" && ls ./*.png | tr '\n' ' ')(in $artifacts)"
   else

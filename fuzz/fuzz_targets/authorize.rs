@@ -37,6 +37,7 @@ fn fixture() -> &'static Fixture {
             allowed_resources: vec![],
             allowed_scopes: vec![],
             dpop_bound_access_tokens: false,
+            broker_upstreams: vec![],
         },
         registry: vec![
             ResourceConfig {

@@ -27,6 +27,7 @@ fn client(method: TokenEndpointAuthMethod) -> ClientConfig {
         allowed_resources: vec![],
         allowed_scopes: vec![],
         dpop_bound_access_tokens: false,
+        broker_upstreams: vec![],
     }
 }
 

@@ -189,6 +189,10 @@ fn deployment_runs_the_server_as_specified() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
+    // Serves a few seconds into termination, while the Service forgets it.
+    let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.sleep.as_ref());
+    assert_eq!(pre_stop.map(|s| s.seconds), Some(objects::PRE_STOP_SECONDS));
+    assert!(objects::PRE_STOP_SECONDS < pod.termination_grace_period_seconds.unwrap());
     // Secrets as directories (never subPath), so kubelet updates reach the pod.
     let mounts = c.volume_mounts.as_ref().unwrap();
     assert!(mounts.iter().all(|m| m.sub_path.is_none()));

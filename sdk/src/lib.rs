@@ -12,12 +12,15 @@
 //! - [`Claims`] as an extractor, `require_scope`, per-tool scopes;
 //! - [`Sessions`]: MCP sessions bound to the principal that created them,
 //!   with a per-principal cap, an idle timeout and a global cap;
-//! - `tracing` logs: `msg="verified" sub=… scope=… aud=… client_id=…`.
+//! - `tracing` logs: `msg="verified" sub=… scope=… aud=… client_id=…`;
+//! - [`UpstreamTokens`]: the user's upstream token (GitHub, Google, …) from
+//!   AuthPlane's token broker, cached until shortly before it expires.
 //!
 //! See `docs/guides/protect-an-mcp-server.md` for a walkthrough.
 #![forbid(unsafe_code)]
 
 mod bearer;
+pub mod broker;
 pub mod challenge;
 mod claims;
 pub mod clock;
@@ -40,6 +43,7 @@ pub mod axum;
 #[cfg(feature = "logfmt")]
 pub mod logfmt;
 
+pub use broker::{BrokerError, UpstreamToken, UpstreamTokens};
 pub use challenge::Rejection;
 pub use claims::Claims;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -23,6 +23,7 @@ use crate::{clock, configfile, http};
 /// serves until SIGTERM/SIGINT.
 pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: Option<PathBuf>) -> Result<(), String> {
     let cfg = loaded.config;
+    let broker_keys = crate::oauth::broker::Keyring::load(&cfg)?;
     let metrics = Metrics::new();
     let (mut db, db_info) = store::connect(&cfg.database).await?;
     store::instrument(&mut db, &db_info, metrics.clone());
@@ -79,6 +80,12 @@ pub async fn serve(loaded: Loaded, config_path: Option<PathBuf>, registry_dir: O
             password_memory: Default::default(),
             clock: crate::oauth::deps::Clock::System,
             ids: crate::oauth::deps::Ids::Random,
+            upstream: Default::default(),
+            broker: crate::oauth::broker::Broker::new(
+                metrics.upstream_refresh.clone(),
+                metrics.broker_grants_old_key.clone(),
+                broker_keys,
+            ),
         },
         config_path,
         registry_dir,
@@ -227,6 +234,12 @@ async fn maintain(state: Arc<AppState>) {
                     Err(e) => tracing::warn!(detail = %crate::store::one_line(&e.to_string()), "client purge failed"),
                 }
             }
+            // After a new broker key went on top: move stored grants to it.
+            match crate::oauth::broker::reseal(&state.deps, 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(grants = n, "stored upstream grants re-encrypted with the current broker key"),
+                Err(e) => tracing::warn!(detail = %e.description, "broker re-encryption failed"),
+            }
             let retention = state.deps.config.load().audit.retention.as_secs() as i64;
             if retention > 0 {
                 match crate::store::audit::purge(&state.deps.db, clock::now_ms() - retention * 1000).await {
@@ -289,6 +302,14 @@ pub async fn reload_config(state: &AppState) {
             return;
         }
     };
+    // The broker's keys are re-read too: a rotated key file takes effect now.
+    let broker_keys = match crate::oauth::broker::Keyring::load(&new) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = "ErrConfigReload", detail = %e, "config reload refused; keeping the running config");
+            return;
+        }
+    };
     match store::entries::sync_config(&state.deps.db, &new, clock::now()).await {
         Ok(r) => tracing::info!(upserted = r.upserted, removed = r.removed, "config reloaded"),
         Err(e) => {
@@ -299,6 +320,7 @@ pub async fn reload_config(state: &AppState) {
     state.deps.clients.clear();
     state.deps.keys.set_timings(Timings::from_config(&new));
     state.admin_key.store(Arc::new(admin_key));
+    state.deps.broker.set_keys(broker_keys);
     state.deps.config.store(Arc::new(new));
     if let Err(e) = state.deps.resources.refresh(&state.deps.db).await {
         tracing::warn!(detail = %e, "resource refresh after reload failed");

@@ -136,10 +136,27 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ClientCommand,
     },
-    /// Local users for the login page.
+    /// Users: local, and those identity providers signed in.
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Identity providers (`upstreams:`) and their stored grants.
+    Upstream {
+        #[command(subcommand)]
+        command: UpstreamCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpstreamCommand {
+    /// Each provider, its stored grants by status and the latest refresh outcome.
+    List,
+    /// Forget a user's stored grant of an upstream (its tokens are deleted).
+    Unlink {
+        /// User id or username.
+        user: String,
+        upstream: String,
     },
 }
 
@@ -316,10 +333,47 @@ pub async fn run_admin(args: AdminArgs) -> Result<String, String> {
                 Ok(render_one(out, &serde_json::json!({"deleted": client_id}), &format!("client {client_id} deleted")))
             }
         },
+        AdminCommand::Upstream { command } => match command {
+            UpstreamCommand::List => {
+                let v = api.get("/admin/upstreams", &[]).await?;
+                Ok(render(
+                    out,
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("KIND", "kind"),
+                        ("STORE_TOKENS", "store_tokens"),
+                        ("ACTIVE", "active_grants"),
+                        ("REVOKED", "revoked_grants"),
+                        ("LAST_REFRESH", "last_refresh_outcome"),
+                        ("AT", "last_refresh_at"),
+                    ],
+                ))
+            }
+            UpstreamCommand::Unlink { user, upstream } => {
+                let path = format!("/admin/users/{}/upstreams/{}", urlencode(&user), urlencode(&upstream));
+                api.send(reqwest::Method::DELETE, &path, &[], None).await?;
+                Ok(render_one(
+                    out,
+                    &serde_json::json!({"deleted": {"user": user, "upstream": upstream}}),
+                    &format!("{upstream} grant of {user} deleted"),
+                ))
+            }
+        },
         AdminCommand::User { command } => match command {
             UserCommand::List => {
                 let v = api.get("/admin/users", &[]).await?;
-                Ok(render(out, &v, &[("ID", "id"), ("USERNAME", "username"), ("EMAIL", "email"), ("SOURCE", "source")]))
+                Ok(render(
+                    out,
+                    &v,
+                    &[
+                        ("ID", "id"),
+                        ("USERNAME", "username"),
+                        ("EMAIL", "email"),
+                        ("SOURCE", "source"),
+                        ("UPSTREAM", "upstream"),
+                    ],
+                ))
             }
             UserCommand::Create { username, password_stdin, id, email, name } => {
                 let password = if password_stdin {

@@ -75,6 +75,7 @@ pub const DENIAL_REASONS: &[&str] = &[
     "rate_limited",
     "overloaded",
     "invalid_dpop_proof",
+    "upstream_login_failed",
 ];
 
 /// Stable `reason` values of `authplane_dpop_proofs_rejected_total`: the
@@ -96,6 +97,8 @@ pub struct Metrics {
     pub dpop_validated: Counter,
     pub dpop_rejected: Family<ReasonLabels, Counter>,
     pub upstream_refresh: Family<OutcomeLabels, Counter>,
+    /// Stored upstream grants still sealed with an older broker key.
+    pub broker_grants_old_key: Gauge,
     pub db_up: Gauge,
     pub key_reloads: Family<OutcomeLabels, Counter>,
     /// Age of the signing key, set by the key maintenance loop.
@@ -157,6 +160,12 @@ impl Metrics {
             "Upstream (broker) token refreshes, by outcome",
             upstream_refresh.clone(),
         );
+        let broker_grants_old_key = Gauge::default();
+        registry.register(
+            "authplane_broker_grants_old_key",
+            "Stored upstream grants still encrypted with a broker key other than the current one (updated hourly)",
+            broker_grants_old_key.clone(),
+        );
         let db_up = Gauge::default();
         registry.register("authplane_db_up", "1 when the last database health probe succeeded", db_up.clone());
         let key_reloads = Family::<OutcomeLabels, Counter>::default();
@@ -191,7 +200,7 @@ impl Metrics {
         );
         // Known label values start at 0 so that every series exists from the
         // first scrape (rate() and alerts need it; so does the checklist's grep).
-        for grant_type in ["authorization_code", "refresh_token", "client_credentials"] {
+        for grant_type in ["authorization_code", "refresh_token", "client_credentials", "token_exchange"] {
             let _ = tokens_issued.get_or_create(&GrantLabels { grant_type });
         }
         for reason in DENIAL_REASONS {
@@ -200,7 +209,7 @@ impl Metrics {
         for reason in dpop_rejection_reasons() {
             let _ = dpop_rejected.get_or_create(&ReasonLabels { reason });
         }
-        for outcome in ["success", "failed"] {
+        for outcome in ["success", "failed", "revoked"] {
             let _ = upstream_refresh.get_or_create(&OutcomeLabels { outcome });
         }
         for outcome in ["changed", "failed"] {
@@ -225,6 +234,7 @@ impl Metrics {
             dpop_validated,
             dpop_rejected,
             upstream_refresh,
+            broker_grants_old_key,
             db_up,
             key_reloads,
             key_age,

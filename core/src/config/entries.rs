@@ -142,6 +142,150 @@ pub fn validate_user(key: &str, u: &UserConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Upstream ids appear in URLs (`/ui/upstream/<id>/…`), user ids
+/// (`<id>:<subject>`) and env variable names.
+pub fn is_valid_upstream_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}
+
+/// An endpoint of an identity provider: https, or http on loopback (tests,
+/// a provider on the same host).
+fn upstream_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = match Url::parse(value) {
+        Ok(u) => {
+            u.username().is_empty()
+                && u.password().is_none()
+                && u.fragment().is_none()
+                && (u.scheme() == "https" && u.host_str().is_some() || is_loopback_http(value))
+        }
+        Err(_) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            key,
+            Some(value),
+            "not an https URL (plain http only on loopback), or has user info or a fragment",
+            "use the provider's https URL, e.g. https://idp.example.com",
+        ))
+    }
+}
+
+/// The rules for one identity provider.
+pub fn validate_upstream(key: &str, u: &UpstreamConfig) -> Result<(), ConfigError> {
+    if !is_valid_upstream_id(&u.id) {
+        return Err(err(
+            format!("{key}.id"),
+            Some(&u.id),
+            "not a valid upstream id",
+            "use 1-32 lowercase letters, digits and '-', e.g. corp",
+        ));
+    }
+    if let Some(issuer) = &u.issuer {
+        upstream_url(&format!("{key}.issuer"), issuer)?;
+        if issuer.ends_with('/') && issuer.matches('/').count() == 3 {
+            return Err(err(
+                format!("{key}.issuer"),
+                Some(issuer),
+                "has a trailing slash",
+                "write the issuer exactly as the provider's discovery document states it",
+            ));
+        }
+    } else {
+        for (field, v) in [("authorization_endpoint", &u.authorization_endpoint), ("token_endpoint", &u.token_endpoint)]
+        {
+            if v.is_none() {
+                return Err(err(
+                    format!("{key}.{field}"),
+                    None,
+                    "missing: an upstream needs an issuer (OpenID Connect) or its endpoints (plain OAuth 2)",
+                    "set issuer, or authorization_endpoint, token_endpoint and userinfo_endpoint",
+                ));
+            }
+        }
+        if u.userinfo_endpoint.is_none() {
+            return Err(err(
+                format!("{key}.userinfo_endpoint"),
+                None,
+                "missing: without an issuer there is no ID token, so the user's claims come from userinfo",
+                "set the provider's userinfo URL, e.g. https://api.github.com/user",
+            ));
+        }
+    }
+    for (field, v) in [
+        ("authorization_endpoint", &u.authorization_endpoint),
+        ("token_endpoint", &u.token_endpoint),
+        ("userinfo_endpoint", &u.userinfo_endpoint),
+    ] {
+        if let Some(v) = v {
+            upstream_url(&format!("{key}.{field}"), v)?;
+        }
+    }
+    if u.client_id.is_empty() || u.client_id.chars().any(char::is_control) {
+        return Err(err(
+            format!("{key}.client_id"),
+            Some(&u.client_id),
+            "empty or has control characters",
+            "use the client id the provider gave you",
+        ));
+    }
+    match (&u.client_secret, &u.client_secret_file) {
+        (Some(_), Some(f)) => {
+            return Err(err(
+                format!("{key}.client_secret_file"),
+                Some(f),
+                "set together with client_secret",
+                "keep one of them",
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                format!("{key}.client_secret"),
+                None,
+                "missing",
+                "set client_secret or client_secret_file to the secret the provider gave you",
+            ));
+        }
+        _ => {}
+    }
+    if u.scopes.iter().any(|s| !is_valid_scope_token(s)) {
+        return Err(err(
+            format!("{key}.scopes"),
+            Some(&u.scopes.join(" ")),
+            "a scope has characters RFC 6749 does not allow",
+            "list the provider's scope names, e.g. [openid, email, profile]",
+        ));
+    }
+    if u.is_oidc() && !u.scopes.iter().any(|s| s == "openid") {
+        return Err(err(
+            format!("{key}.scopes"),
+            Some(&u.scopes.join(" ")),
+            "an OpenID Connect upstream needs the openid scope",
+            "add openid, or drop issuer and configure the endpoints for plain OAuth 2",
+        ));
+    }
+    for d in &u.allowed_email_domains {
+        if d.is_empty() || d.starts_with('@') || d.contains(char::is_whitespace) {
+            return Err(err(
+                format!("{key}.allowed_email_domains"),
+                Some(d),
+                "not a domain",
+                "write the part after @, e.g. example.com",
+            ));
+        }
+    }
+    let c = &u.claims;
+    for (field, v) in [("subject", &c.subject), ("email", &c.email), ("name", &c.name), ("groups", &c.groups)] {
+        if v.is_empty() {
+            return Err(err(format!("{key}.claims.{field}"), None, "empty", "name the claim, or leave the default"));
+        }
+    }
+    Ok(())
+}
+
 /// The issuer rules of RFC 8414 §2, plus "no trailing slash" so that the
 /// well-known URLs clients build are unambiguous.
 pub fn validate_issuer(issuer: &str, allow_insecure_http: bool) -> Result<(), (String, String)> {

@@ -3,7 +3,8 @@
 use super::*;
 
 /// Sections that may be set with `AUTHPLANE_<SECTION>_<KEY>`.
-const ENV_SECTIONS: &[&str] = &["server", "admin", "database", "signing", "oauth", "log", "audit", "otel", "limits"];
+const ENV_SECTIONS: &[&str] =
+    &["server", "admin", "database", "signing", "oauth", "log", "audit", "otel", "limits", "broker"];
 /// Sections that are lists and so cannot come from the environment.
 const LIST_SECTIONS: &[&str] = &["resources", "clients", "users"];
 /// Variables with the prefix that are not config keys.
@@ -66,6 +67,47 @@ impl Config {
     }
 }
 
+/// Keys of an upstream that `AUTHPLANE_UPSTREAMS_<ID>_<KEY>` may set (the
+/// id upper-cased, `-` as `_`): the ones a deployment keeps out of the file.
+const UPSTREAM_ENV_KEYS: &[&str] = &[
+    "client_secret_file",
+    "client_secret",
+    "client_id",
+    "display_name",
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+];
+
+/// Sets one string field of an upstream declared in the file.
+fn overlay_upstream(doc: &mut Value, var: &str, rest: &str, raw: String) -> Result<(String, String), ConfigError> {
+    let entries = doc.get_mut("upstreams").and_then(Value::as_array_mut);
+    let mut found = None;
+    for (i, entry) in entries.into_iter().flatten().enumerate() {
+        let Some(id) = entry.get("id").and_then(Value::as_str) else { continue };
+        let prefix = format!("{}_", id.replace('-', "_"));
+        if let Some(key) = rest.strip_prefix(&prefix)
+            && let Some(key) = UPSTREAM_ENV_KEYS.iter().find(|k| **k == key)
+        {
+            found = Some((i, entry, *key));
+            break;
+        }
+    }
+    let Some((i, entry, key)) = found else {
+        return Err(err(
+            var,
+            None,
+            "names no upstream declared in the config file, or no key that can be set from the environment",
+            format!("declare the upstream in the file; settable keys: {}", UPSTREAM_ENV_KEYS.join(", ")),
+        ));
+    };
+    if let Value::Object(m) = entry {
+        m.insert(key.to_owned(), Value::String(raw));
+    }
+    Ok((format!("upstreams[{i}].{key}"), var.to_owned()))
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -95,6 +137,10 @@ where
         }
         let rest = var["AUTHPLANE_".len()..].to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else { continue };
+        if section == "upstreams" {
+            applied.push(overlay_upstream(doc, &var, key, raw)?);
+            continue;
+        }
         if LIST_SECTIONS.contains(&section) {
             return Err(err(
                 &var,

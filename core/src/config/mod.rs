@@ -25,7 +25,10 @@ mod entries;
 mod load;
 mod validate;
 
-pub use entries::{is_valid_client_id, validate_client, validate_issuer, validate_resource, validate_user};
+pub use entries::{
+    is_valid_client_id, is_valid_upstream_id, validate_client, validate_issuer, validate_resource, validate_upstream,
+    validate_user,
+};
 pub use load::Loaded;
 
 /// The whole configuration file.
@@ -44,6 +47,28 @@ pub struct Config {
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     pub users: Vec<UserConfig>,
+    /// Identity providers people sign in through (`/ui/upstream/<id>/…`).
+    pub upstreams: Vec<UpstreamConfig>,
+    /// The token broker: upstream tokens kept for MCP servers.
+    pub broker: BrokerConfig,
+}
+
+/// The token broker (`upstreams[].store_tokens`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Keys that encrypt stored upstream tokens: one `<key id> <base64 of 32
+    /// bytes>` per line, the first encrypts, all decrypt. Unset: the file
+    /// `broker.keys` in `signing.key_dir`, created on first use.
+    pub encryption_key_file: Option<String>,
+    /// A stored upstream token this close to expiry is refreshed first.
+    pub refresh_before: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig { encryption_key_file: None, refresh_before: Duration::from_secs(60) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -570,6 +595,10 @@ pub struct ClientConfig {
     /// a proof is refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// Upstreams (ids, with `store_tokens`) whose tokens this confidential
+    /// client may obtain for a user with RFC 8693 token exchange.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_upstreams: Vec<String>,
 }
 
 /// A local user for the built-in login page.
@@ -591,6 +620,95 @@ pub struct UserConfig {
 impl UserConfig {
     pub fn subject(&self) -> &str {
         self.id.as_deref().unwrap_or(&self.username)
+    }
+}
+
+/// An identity provider people sign in through: OpenID Connect (`issuer`,
+/// discovery at `<issuer>/.well-known/openid-configuration`) or plain OAuth 2
+/// (`authorization_endpoint`, `token_endpoint` and `userinfo_endpoint`, e.g.
+/// GitHub). The redirect URI to register at the provider is
+/// `<server.issuer>/ui/upstream/<id>/callback`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Lowercase letters, digits and `-`; part of URLs and user ids.
+    pub id: String,
+    /// The button text: "Continue with <display_name>". Defaults to the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// OIDC issuer; its discovery document supplies the endpoints and JWKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// Claims are read from here too when set (required without `issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret<String>>,
+    /// A file holding the secret (a mounted Secret); read at each use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<String>,
+    /// How the secret is sent to the token endpoint.
+    #[serde(default)]
+    pub token_endpoint_auth_method: UpstreamAuthMethod,
+    #[serde(default = "default_upstream_scopes")]
+    pub scopes: Vec<String>,
+    /// Which claims name the user.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// When non-empty, only these email domains may sign in (the email
+    /// claim is required, and `email_verified: false` is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_email_domains: Vec<String>,
+    /// When non-empty, the user must be in every one of these groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_groups: Vec<String>,
+    /// Keep the provider's tokens for the token broker (encrypted at rest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_tokens: bool,
+}
+
+impl UpstreamConfig {
+    pub fn label(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// OpenID Connect (an ID token is required and verified) or plain OAuth 2.
+    pub fn is_oidc(&self) -> bool {
+        self.issuer.is_some()
+    }
+}
+
+fn default_upstream_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into()]
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// Claim names in the ID token or userinfo answer. A numeric subject (GitHub's
+/// `id`) is used as its decimal text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping { subject: "sub".into(), email: "email".into(), name: "name".into(), groups: "groups".into() }
     }
 }
 
@@ -871,5 +989,88 @@ mod tests {
             let e = Config::load(None, env(&vars)).unwrap_err().to_string();
             assert!(e.contains(want), "{vars:?}: {e}");
         }
+    }
+
+    const ISSUE_14_SHAPE: &str = r#"
+upstreams:
+  - id: corp
+    display_name: Corp SSO
+    issuer: https://idp.example.com
+    client_id: authplane
+    client_secret: "s3cret"
+    scopes: [openid, email, profile, offline_access]
+    store_tokens: true
+"#;
+
+    #[test]
+    fn the_documented_upstream_shape_loads_as_written() {
+        let l = Config::load(Some(("c.yaml", ISSUE_14_SHAPE)), vec![]).unwrap();
+        let u = &l.config.upstreams[0];
+        assert_eq!((u.id.as_str(), u.label(), u.is_oidc(), u.store_tokens), ("corp", "Corp SSO", true, true));
+        assert_eq!(u.client_secret.as_ref().map(|s| s.expose().as_str()), Some("s3cret"));
+        assert_eq!(u.claims, ClaimMapping::default());
+        assert_eq!(u.token_endpoint_auth_method, UpstreamAuthMethod::ClientSecretBasic);
+        assert!(!format!("{u:?}").contains("s3cret"), "the secret never reaches Debug output");
+    }
+
+    #[test]
+    fn an_upstream_secret_can_come_from_the_environment() {
+        let yaml = "upstreams:\n  - { id: corp-eu, issuer: 'https://idp.example.com', client_id: a, client_secret_file: /x }\n";
+        let l = Config::load(
+            Some(("c.yaml", yaml)),
+            env(&[("AUTHPLANE_UPSTREAMS_CORP_EU_CLIENT_SECRET_FILE", "/run/secrets/corp")]),
+        )
+        .unwrap();
+        assert_eq!(l.config.upstreams[0].client_secret_file.as_deref(), Some("/run/secrets/corp"));
+        let e = Config::load(Some(("c.yaml", yaml)), env(&[("AUTHPLANE_UPSTREAMS_DEX_CLIENT_ID", "x")])).unwrap_err();
+        assert!(e.to_string().starts_with("AUTHPLANE_UPSTREAMS_DEX_CLIENT_ID: names no upstream"), "{e}");
+    }
+
+    #[test]
+    fn bad_upstreams_get_one_line_naming_the_field_and_the_fix() {
+        let base = "id: corp, client_id: a, client_secret: b";
+        let cases = [
+            (
+                format!("{{ {base}, issuer: 'http://idp.example.com' }}"),
+                "upstreams[0].issuer = \"http://idp.example.com\": not an https URL",
+            ),
+            (format!("{{ {base} }}"), "upstreams[0].authorization_endpoint: missing"),
+            (
+                format!(
+                    "{{ {base}, authorization_endpoint: 'https://gh.example/a', token_endpoint: 'https://gh.example/t' }}"
+                ),
+                "upstreams[0].userinfo_endpoint: missing",
+            ),
+            (
+                "{ id: Corp, client_id: a, client_secret: b, issuer: 'https://i.example' }".into(),
+                "upstreams[0].id = \"Corp\"",
+            ),
+            ("{ id: corp, client_id: a, issuer: 'https://i.example' }".into(), "upstreams[0].client_secret: missing"),
+            (
+                "{ id: corp, client_id: a, client_secret: b, client_secret_file: /f, issuer: 'https://i.example' }"
+                    .into(),
+                "upstreams[0].client_secret_file = \"/f\": set together",
+            ),
+            (format!("{{ {base}, issuer: 'https://i.example', scopes: [email] }}"), "needs the openid scope"),
+            (format!("{{ {base}, issuer: 'https://i.example', allowed_email_domains: ['@x.com'] }}"), "not a domain"),
+        ];
+        for (entry, want) in cases {
+            let yaml = format!("upstreams:\n  - {entry}\n");
+            let e = Config::load(Some(("c.yaml", &yaml)), vec![]).unwrap_err().to_string();
+            assert!(e.contains(want), "{entry}: {e}");
+            assert!(e.contains("(fix: "), "{e}");
+        }
+        let twice = format!(
+            "upstreams:\n  - {{ {base}, issuer: 'https://i.example' }}\n  - {{ {base}, issuer: 'https://j.example' }}\n"
+        );
+        let e = Config::load(Some(("c.yaml", &twice)), vec![]).unwrap_err().to_string();
+        assert!(e.contains("upstreams[1].id = \"corp\": declared twice"), "{e}");
+        let clash = format!(
+            "upstreams:\n  - {{ {base}, issuer: 'https://i.example' }}\nusers:\n  - {{ username: a, id: 'corp:a', password_hash: '{HASH}' }}\n"
+        );
+        let e = Config::load(Some(("c.yaml", &clash)), vec![]).unwrap_err().to_string();
+        assert!(e.contains("users[0].id = \"corp:a\""), "{e}");
+        let loopback = format!("upstreams:\n  - {{ {base}, issuer: 'http://127.0.0.1:4000' }}\n");
+        assert!(Config::load(Some(("c.yaml", &loopback)), vec![]).is_ok(), "plain http is fine on loopback");
     }
 }

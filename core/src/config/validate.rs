@@ -311,6 +311,79 @@ impl Config {
                 return Err(err(format!("{key}.id"), Some(u.subject()), "declared twice", "user ids must be unique"));
             }
         }
+        // Users signed in through an upstream get the id `<upstream>:<subject>`.
+        for (i, u) in self.users.iter().enumerate() {
+            if let Some(up) = self.upstreams.iter().find(|up| u.subject().starts_with(&format!("{}:", up.id))) {
+                return Err(err(
+                    format!("users[{i}].id"),
+                    Some(u.subject()),
+                    format!("starts with \"{}:\", the prefix of users signed in through that upstream", up.id),
+                    "pick another id",
+                ));
+            }
+        }
+        let mut upstream_ids = HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let key = format!("upstreams[{i}]");
+            validate_upstream(&key, u)?;
+            if !upstream_ids.insert(u.id.as_str()) {
+                return Err(err(format!("{key}.id"), Some(&u.id), "declared twice", "upstream ids must be unique"));
+            }
+        }
+        // The broker: a client may obtain a user's upstream tokens only for
+        // upstreams that keep them, only as a confidential client, and only
+        // in exchange for tokens issued for its own resources.
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = format!("clients[{i}].broker_upstreams");
+            for id in &c.broker_upstreams {
+                match self.upstreams.iter().find(|u| &u.id == id) {
+                    None => {
+                        return Err(err(key, Some(id), "names no upstream", "list ids from upstreams[].id"));
+                    }
+                    Some(u) if !u.store_tokens => {
+                        return Err(err(
+                            key,
+                            Some(id),
+                            "that upstream does not keep tokens",
+                            format!("set store_tokens: true on upstream {id}"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !c.broker_upstreams.is_empty() && !c.token_endpoint_auth_method.is_confidential() {
+                return Err(err(
+                    key,
+                    Some(&c.broker_upstreams.join(",")),
+                    "only a confidential client may broker upstream tokens",
+                    "give the MCP server's client a secret (client_secret_basic or client_secret_post)",
+                ));
+            }
+            if !c.broker_upstreams.is_empty() && c.allowed_resources.is_empty() {
+                return Err(err(
+                    format!("clients[{i}].allowed_resources"),
+                    None,
+                    "empty on a client with broker_upstreams",
+                    "list the MCP server's own resource: only tokens issued for it can be exchanged",
+                ));
+            }
+        }
+        if let Some(f) = &self.broker.encryption_key_file
+            && f.trim().is_empty()
+        {
+            return Err(err("broker.encryption_key_file", Some(f), "empty", "name a file, or remove the key"));
+        }
+        if self.upstreams.iter().any(|u| u.store_tokens)
+            && self.broker.encryption_key_file.is_none()
+            && self.signing.key_store != KeyStoreKind::File
+        {
+            return Err(err(
+                "broker.encryption_key_file",
+                None,
+                "missing: store_tokens needs a key, and with signing.key_store db there is no key directory to create it in",
+                "set broker.encryption_key_file to a file of `<key id> <base64 of 32 random bytes>` lines (`echo k1 $(head -c32 /dev/urandom | base64)`)",
+            ));
+        }
         Ok(())
     }
 }

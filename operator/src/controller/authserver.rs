@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authplane_core::brokerkeys;
 use authplane_crds::authserver::SigningKeyStatus;
 use authplane_crds::common::condition;
 use authplane_crds::oauthclient::ClientType;
 use authplane_crds::{AuthServer, AuthServerStatus, OAuthClient, ProtectedResource};
+use base64::Engine;
 use futures_util::Future;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -339,8 +341,13 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
         );
     }
 
-    // 3. Signing keys.
+    // 3. Signing keys, and the broker's key when an upstream keeps tokens.
     let keys = reconcile_keys(&ctx, &obj, &owner, &before, &rendered, now).await?;
+    let broker_wake = if obj.spec.upstreams.iter().any(|u| u.store_tokens) {
+        ensure_broker_keys(&ctx, &obj, &owner, now).await?
+    } else {
+        None
+    };
 
     // 4. Workload.
     let image = obj.spec.image.clone().unwrap_or_else(|| ctx.base.server_image.clone());
@@ -472,7 +479,7 @@ async fn reconcile(obj: Arc<AuthServer>, ctx: Arc<Ctx>) -> Result<Action, Error>
         .wake_at
         .map(|t| Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1)))
         .map_or(RESYNC, |d| d.min(RESYNC));
-    if let Some(t) = keys.wake_at {
+    for t in [keys.wake_at, broker_wake].into_iter().flatten() {
         wait = wait.min(Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1)));
     }
     if !config_ok {
@@ -539,6 +546,67 @@ struct Keys {
     want: Want,
     /// When `KeysReady` may turn true again after a loss.
     wake_at: Option<i64>,
+}
+
+/// Creates `<name>-broker-keys` with one fresh key when it does not exist,
+/// and puts a new key on top every `spec.broker.keyRotationInterval`. The
+/// operator only ever adds lines (keys added by hand stay; a rewrite could
+/// make stored grants unreadable); a Secret without a usable key line is
+/// reported as an event. Returns when the next rotation is due.
+async fn ensure_broker_keys(ctx: &Ctx, obj: &AuthServer, owner: &Owner, now: i64) -> Result<Option<i64>, Error> {
+    let name = names::broker_keys_secret(&owner.name);
+    let api: Api<Secret> = Api::namespaced(ctx.base.client.clone(), &owner.namespace);
+    let interval = crate::render::config::seconds(&obj.spec.broker.key_rotation_interval).unwrap_or(0);
+    let fresh_key = || -> Result<String, Error> {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Incomplete("randomness for the broker key"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(key))
+    };
+    let kid = brokerkeys::made_id(now);
+    let Some(live) = api.get_opt(&name).await? else {
+        let text = brokerkeys::file(&kid, &fresh_key()?);
+        put_secret(&ctx.base, objects::broker_keys_secret(owner, &text), None).await?;
+        tracing::info!(secret = %name, "broker encryption key created");
+        ctx.base
+            .event(obj, false, "BrokerKeyCreated", format!("Secret {name} created with a fresh token-broker key"))
+            .await;
+        return Ok((interval > 0).then_some(now + interval));
+    };
+    let text = live
+        .data
+        .as_ref()
+        .and_then(|d| d.get(crate::render::paths::BROKER_KEYS_FILE_NAME))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .unwrap_or_default();
+    let Some(current) = brokerkeys::current_id(&text) else {
+        let m = format!(
+            "Secret {name} has no key in its broker.keys entry; the server cannot decrypt stored upstream tokens"
+        );
+        tracing::warn!(secret = %name, "{m}");
+        ctx.base.event(obj, true, "InvalidBrokerKeys", m).await;
+        return Ok(None);
+    };
+    // The schedule follows the operator's own `k<unix time>` ids: a key put
+    // on top by hand under another id is not rotated automatically (name it
+    // `k<unix time>` to keep the schedule).
+    let due = match brokerkeys::made_at(current) {
+        Some(t) if interval > 0 => Some(t + interval),
+        _ => None,
+    };
+    if let Some(at) = due
+        && at <= now
+    {
+        let rotated = brokerkeys::prepend(&text, &brokerkeys::line(&kid, &fresh_key()?));
+        let mut desired = objects::broker_keys_secret(owner, &rotated);
+        desired.metadata.labels = live.metadata.labels.clone().or(desired.metadata.labels);
+        put_secret(&ctx.base, desired, Some(Live::Secret(&live))).await?;
+        tracing::info!(secret = %name, previous = %current, "broker encryption key rotated; the previous key stays to decrypt until removed by hand");
+        ctx.base
+            .event(obj, false, "BrokerKeyRotated", format!("a new token-broker key is on top of Secret {name}; {current} stays for the rows not yet re-encrypted"))
+            .await;
+        return Ok((interval > 0).then_some(now + interval));
+    }
+    Ok(due)
 }
 
 /// Signing keys: read fresh from the API (never from a cache, so a lagging

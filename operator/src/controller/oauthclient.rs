@@ -325,7 +325,10 @@ async fn reconcile(obj: Arc<OAuthClient>, ctx: Arc<Ctx>) -> Result<Action, Error
         // Its own entry with its real digest: what the AuthServer renders.
         client_inputs.push(ClientIn::of(&obj, &ns, &id, secret_value.clone()));
         let reg = registry(&resource_inputs, &client_inputs);
-        match reg.client_verdicts.get(&name) {
+        // The AuthServer's render leaves out a client whose brokerUpstreams it
+        // cannot honour: say so here, with the same reason.
+        let refusal = crate::render::config::broker_refusal(&obj.spec.broker_upstreams, &server.spec);
+        match refusal.as_ref().or_else(|| reg.client_verdicts.get(&name)) {
             Some(Verdict::Accepted) | None => {
                 let entry = reg.client_names.iter().position(|n| *n == name).and_then(|i| reg.clients.get(i));
                 let hash = entry.map(entry_hash).unwrap_or_default();

@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use authplane_core::config::{
-    ClientConfig, Config, ConfigError, GrantType, KeyStoreKind, LogFormat, RegistrationPolicy, ResourceConfig, SslMode,
-    TokenEndpointAuthMethod, validate_client, validate_resource,
+    ClaimMapping, ClientConfig, Config, ConfigError, GrantType, KeyStoreKind, LogFormat, RegistrationPolicy,
+    ResourceConfig, SslMode, TokenEndpointAuthMethod, UpstreamAuthMethod, UpstreamConfig, validate_client,
+    validate_resource,
 };
 use authplane_core::redirect::RedirectUri;
 use authplane_core::{Duration, ResourceUri, Secret};
@@ -260,6 +261,7 @@ fn client_config(c: &ClientIn<'_>, known: &HashSet<ResourceUri>) -> Result<Clien
         allowed_resources,
         allowed_scopes: spec.allowed_scopes.clone(),
         dpop_bound_access_tokens: spec.dpop_bound_access_tokens,
+        broker_upstreams: spec.broker_upstreams.clone(),
     };
     validate_client("spec", &cc, |r| known.contains(r)).map_err(|e| Verdict::reject("InvalidClient", e.to_string()))?;
     Ok(cc)
@@ -277,6 +279,11 @@ fn grant_type(g: oauthclient::GrantType) -> GrantType {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SpecError(pub String);
+
+/// A spec duration (`90d`, `30s`, `0`) in seconds.
+pub fn seconds(value: &str) -> Option<i64> {
+    Duration::from_str(value).ok().map(|d| d.as_secs() as i64)
+}
 
 fn duration(field: &str, value: &str) -> Result<Duration, SpecError> {
     Duration::from_str(value).map_err(|e| SpecError(format!("{field}: {e}")))
@@ -336,6 +343,24 @@ pub fn render(spec: &AuthServerSpec, registry: &mut Registry) -> Result<Rendered
         Registration::Off => RegistrationPolicy::Off,
     };
     c.oauth.client_id_metadata_documents = spec.oauth.client_id_metadata_documents;
+    c.upstreams = spec.upstreams.iter().map(upstream_config).collect::<Result<_, _>>()?;
+    if c.upstreams.iter().any(|u| u.store_tokens) {
+        c.broker.encryption_key_file = Some(paths::broker_keys_file());
+    }
+    // A client may broker only upstreams of this AuthServer that keep
+    // tokens; one that names another is left out with its reason, instead
+    // of failing the whole config.
+    let mut i = 0;
+    while i < registry.clients.len() {
+        match broker_refusal(&registry.clients[i].broker_upstreams, spec) {
+            None => i += 1,
+            Some(v) => {
+                registry.clients.remove(i);
+                let name = registry.client_names.remove(i);
+                registry.client_verdicts.insert(name, v);
+            }
+        }
+    }
     c.log.level = spec.log.level.as_str().into();
     c.log.format = match spec.log.format {
         authserver::LogFormat::Logfmt => LogFormat::Logfmt,
@@ -360,6 +385,63 @@ pub fn render(spec: &AuthServerSpec, registry: &mut Registry) -> Result<Rendered
     registry.clients = std::mem::take(&mut loaded.config.clients);
     checked?;
     Ok(Rendered { config: c, rotation_interval })
+}
+
+/// Why an OAuthClient's `brokerUpstreams` cannot be honoured by `server`.
+pub fn broker_refusal(broker_upstreams: &[String], server: &AuthServerSpec) -> Option<Verdict> {
+    let missing: Vec<&str> = broker_upstreams
+        .iter()
+        .filter(|id| !server.upstreams.iter().any(|u| &u.id == *id && u.store_tokens))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        Verdict::reject(
+            "UnknownUpstream",
+            format!(
+                "spec.brokerUpstreams names {} — not an upstream of the AuthServer with storeTokens: true",
+                missing.join(", ")
+            ),
+        )
+    })
+}
+
+/// One `spec.upstreams[]` entry; its client secret is a mounted file.
+fn upstream_config(u: &authserver::UpstreamSpec) -> Result<UpstreamConfig, SpecError> {
+    let mut claims = ClaimMapping::default();
+    for (k, v) in u.claims.iter().flatten() {
+        match k.as_str() {
+            "subject" => claims.subject.clone_from(v),
+            "email" => claims.email.clone_from(v),
+            "name" => claims.name.clone_from(v),
+            "groups" => claims.groups.clone_from(v),
+            other => {
+                return Err(SpecError(format!(
+                    "spec.upstreams[{}].claims.{other}: unknown claim mapping (use subject, email, name, groups)",
+                    u.id
+                )));
+            }
+        }
+    }
+    Ok(UpstreamConfig {
+        id: u.id.clone(),
+        display_name: u.display_name.clone(),
+        issuer: u.issuer.clone(),
+        authorization_endpoint: u.authorization_endpoint.clone(),
+        token_endpoint: u.token_endpoint.clone(),
+        userinfo_endpoint: u.userinfo_endpoint.clone(),
+        client_id: u.client_id.clone(),
+        client_secret: None,
+        client_secret_file: Some(paths::upstream_secret_file(&u.id)),
+        token_endpoint_auth_method: match u.token_endpoint_auth_method {
+            Some(authserver::UpstreamAuthMethod::ClientSecretPost) => UpstreamAuthMethod::ClientSecretPost,
+            _ => UpstreamAuthMethod::ClientSecretBasic,
+        },
+        scopes: u.scopes.clone().unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]),
+        claims,
+        allowed_email_domains: u.allowed_email_domains.clone(),
+        required_groups: u.required_groups.clone(),
+        store_tokens: u.store_tokens,
+    })
 }
 
 fn ssl_mode(m: PostgresSslMode) -> SslMode {

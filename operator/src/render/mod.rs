@@ -41,6 +41,22 @@ pub mod paths {
     pub const POSTGRES_CA_DIR: &str = "/etc/authplane/postgres-ca";
     pub const POSTGRES_CA_FILE_NAME: &str = "ca.crt";
 
+    /// `spec.upstreams[].clientSecretRef` of upstream `<id>` is mounted in
+    /// `UPSTREAMS_DIR/<id>/` as `client-secret`.
+    pub const UPSTREAMS_DIR: &str = "/etc/authplane/upstreams";
+    pub const UPSTREAM_SECRET_FILE_NAME: &str = "client-secret";
+    /// The broker's key Secret (`<name>-broker-keys`) is mounted here.
+    pub const BROKER_DIR: &str = "/etc/authplane/broker";
+    pub const BROKER_KEYS_FILE_NAME: &str = authplane_core::brokerkeys::FILE_NAME;
+
+    pub fn upstream_secret_file(id: &str) -> String {
+        format!("{UPSTREAMS_DIR}/{id}/{UPSTREAM_SECRET_FILE_NAME}")
+    }
+
+    pub fn broker_keys_file() -> String {
+        format!("{BROKER_DIR}/{BROKER_KEYS_FILE_NAME}")
+    }
+
     pub fn postgres_ca_file() -> String {
         format!("{POSTGRES_CA_DIR}/{POSTGRES_CA_FILE_NAME}")
     }
@@ -76,6 +92,13 @@ pub mod names {
     /// survives the deletion of the key Secret or of the AuthServer.
     pub fn keys_backup_secret(authserver: &str) -> String {
         format!("{authserver}-signing-keys-retained")
+    }
+
+    /// The token broker's encryption keys: created by the operator when an
+    /// upstream has `storeTokens`, never owned (deleting the AuthServer must
+    /// not make the stored grants unreadable) and never rewritten.
+    pub fn broker_keys_secret(authserver: &str) -> String {
+        format!("{authserver}-broker-keys")
     }
 
     pub fn shard_secret(authserver: &str, index: u32) -> String {

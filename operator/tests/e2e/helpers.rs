@@ -428,7 +428,23 @@ impl Server {
 
     /// Starts the server; `Err` with its output when it exits instead.
     pub fn try_start(config: &PodConfig, keys: &BTreeMap<String, Vec<u8>>) -> Result<Server, String> {
+        Self::try_start_with(config, keys, &[], &[])
+    }
+
+    /// As [`Server::try_start`], with `files` (name, bytes) written into the
+    /// server's directory first — the Secrets kubelet would mount — and `env`
+    /// whose values may name them as `{dir}/<name>`.
+    pub fn try_start_with(
+        config: &PodConfig,
+        keys: &BTreeMap<String, Vec<u8>>,
+        files: &[(&str, Vec<u8>)],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let dir = std::env::temp_dir().join(unique("ap-e2e-server"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
         std::fs::create_dir_all(dir.join("keys")).unwrap();
         let mut s = Server {
             child: Command::new("true").spawn().unwrap(),
@@ -449,6 +465,7 @@ impl Server {
             .env("AUTHPLANE_ADMIN_LISTEN", "127.0.0.1:0")
             .env("AUTHPLANE_SIGNING_KEY_DIR", s.dir.join("keys"))
             .env("AUTHPLANE_DATABASE_URL", format!("sqlite://{}?mode=rwc", s.dir.join("db.sqlite").display()))
+            .envs(env.iter().map(|(k, v)| (*k, v.replace("{dir}", &s.dir.display().to_string()))))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

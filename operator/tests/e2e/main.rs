@@ -16,3 +16,4 @@ mod repair_and_restart;
 mod rotation;
 mod samples_become_ready;
 mod settled_cluster_writes_nothing;
+mod upstreams_reach_the_pod_as_files;

@@ -8,6 +8,8 @@ mod m20261126_000001_initial;
 mod m20261126_000002_oauth;
 mod m20261201_000003_refresh_successor;
 mod m20261201_000004_dpop;
+mod m20261202_000005_upstream_logins;
+mod m20261202_000006_token_broker;
 
 pub struct Migrator;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_oauth::Migration),
             Box::new(m20261201_000003_refresh_successor::Migration),
             Box::new(m20261201_000004_dpop::Migration),
+            Box::new(m20261202_000005_upstream_logins::Migration),
+            Box::new(m20261202_000006_token_broker::Migration),
         ]
     }
 }

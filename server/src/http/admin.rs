@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, json_error, query_error};
 use super::observe::RequestContext;
+use crate::oauth::broker;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::entries::{self as rows, Source, StoredUser};
@@ -44,6 +45,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/users", web::post().to(create_user))
                 .route("/users/{user}", web::get().to(get_user))
                 .route("/users/{user}", web::delete().to(delete_user))
+                .route("/users/{user}/upstreams/{upstream}", web::delete().to(delete_user_upstream))
+                .route("/upstreams", web::get().to(list_upstreams))
                 .route("/audit", web::get().to(audit_events))
                 .route("/keys", web::get().to(list_keys))
                 .route("/keys/rotate", web::post().to(rotate_keys)),
@@ -278,6 +281,7 @@ async fn create_client(
         allowed_resources,
         allowed_scopes: b.allowed_scopes,
         dpop_bound_access_tokens: b.dpop_bound_access_tokens,
+        broker_upstreams: vec![],
     };
     let known = state.deps.resources.get();
     validate_client("client", &client, |r| known.resources.iter().any(|k| &k.resource == r))?;
@@ -344,7 +348,39 @@ struct UserView {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     source: Source,
+    /// The identity provider that created the user (`source: upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    /// The user's stored upstream grants (the token broker), never the tokens.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    upstream_grants: Vec<GrantView>,
     created_at: i64,
+}
+
+#[derive(Serialize)]
+struct GrantView {
+    upstream: String,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_refresh_outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_refresh_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl From<&crate::store::entities::upstream_grant::Model> for GrantView {
+    fn from(g: &crate::store::entities::upstream_grant::Model) -> Self {
+        GrantView {
+            upstream: g.upstream_id.clone(),
+            status: g.status.clone(),
+            expires_at: g.expires_at,
+            last_refresh_outcome: g.last_refresh_outcome.clone(),
+            last_refresh_at: g.last_refresh_at,
+            updated_at: g.updated_at,
+        }
+    }
 }
 
 impl From<StoredUser> for UserView {
@@ -355,21 +391,85 @@ impl From<StoredUser> for UserView {
             email: u.email,
             name: u.name,
             source: u.source,
+            upstream: u.upstream,
+            upstream_grants: vec![],
             created_at: u.created_at,
         }
     }
 }
 
 async fn list_users(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let users: Vec<UserView> = rows::list_users(&state.deps.db).await?.into_iter().map(UserView::from).collect();
+    let grants = broker::grants_of(&state.deps.db, None).await?;
+    let users: Vec<UserView> = rows::list_users(&state.deps.db)
+        .await?
+        .into_iter()
+        .map(|u| {
+            let mut v = UserView::from(u);
+            v.upstream_grants = grants.iter().filter(|g| g.user_id == v.id).map(GrantView::from).collect();
+            v
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(users))
 }
 
 async fn get_user(state: web::Data<AppState>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
     match rows::find_user(&state.deps.db, &user).await? {
-        Some(u) => Ok(HttpResponse::Ok().json(UserView::from(u))),
+        Some(u) => {
+            let grants = broker::grants_of(&state.deps.db, Some(&u.id)).await?;
+            let mut v = UserView::from(u);
+            v.upstream_grants = grants.iter().map(GrantView::from).collect();
+            Ok(HttpResponse::Ok().json(v))
+        }
         None => Err(ApiError::not_found(format!("user {user} not found"))),
     }
+}
+
+/// `DELETE /admin/users/{user}/upstreams/{upstream}`: forgets the user's
+/// stored grant of that upstream (its tokens are deleted; the next exchange
+/// tells the MCP server the user must sign in through the upstream again).
+async fn delete_user_upstream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, upstream) = path.into_inner();
+    let Some(existing) = rows::find_user(&state.deps.db, &user).await? else {
+        return Err(ApiError::not_found(format!("user {user} not found")));
+    };
+    let ids = super::request::ids(&req);
+    if !broker::delete_grant(&state.deps.db, &existing.id, &upstream, &ids, clock::now_ms()).await? {
+        return Err(ApiError::not_found(format!("user {user} has no stored {upstream} grant")));
+    }
+    tracing::info!(user_id = %existing.id, upstream = %upstream, "upstream grant deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /admin/upstreams`: each identity provider, how many grants it has
+/// stored by status, and the latest refresh outcome.
+async fn list_upstreams(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let cfg = state.deps.config.load_full();
+    let grants = broker::grants_of(&state.deps.db, None).await?;
+    let out: Vec<serde_json::Value> = cfg
+        .upstreams
+        .iter()
+        .map(|u| {
+            let mine: Vec<_> = grants.iter().filter(|g| g.upstream_id == u.id).collect();
+            let count = |s: &str| mine.iter().filter(|g| g.status == s).count();
+            let last = mine.iter().filter(|g| g.last_refresh_at.is_some()).max_by_key(|g| g.last_refresh_at);
+            serde_json::json!({
+                "id": u.id,
+                "display_name": u.label(),
+                "kind": if u.is_oidc() { "oidc" } else { "oauth2" },
+                "issuer": u.issuer,
+                "store_tokens": u.store_tokens,
+                "active_grants": count("active"),
+                "revoked_grants": count("revoked"),
+                "last_refresh_outcome": last.and_then(|g| g.last_refresh_outcome.clone()),
+                "last_refresh_at": last.and_then(|g| g.last_refresh_at).map(|t| clock::rfc3339_ms(t * 1000)),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn create_user(
@@ -427,6 +527,11 @@ async fn delete_user(
         return Err(owned_by_config("user", &existing.username));
     }
     let txn = state.deps.db.begin().await?;
+    // Its stored upstream grants (secrets) go with it, each with its row.
+    let ids = super::request::ids(&req);
+    for g in broker::grants_of(&txn, Some(&existing.id)).await? {
+        broker::delete_grant(&txn, &existing.id, &g.upstream_id, &ids, clock::now_ms()).await?;
+    }
     rows::delete_user(&txn, &existing.id).await?;
     audit::record(
         &txn,

@@ -60,6 +60,35 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     let basic = auth.is_some_and(|a| a.to_ascii_lowercase().starts_with("basic "));
     let dpop: Vec<&str> = req.headers().get_all("dpop").map(|v| v.to_str().unwrap_or("")).collect();
     let (result, outcome) = match form_body(&req, &body) {
+        Ok(form) if form.get("grant_type") == Some(crate::oauth::broker::GRANT_TYPE) => {
+            let request =
+                token::TokenRequest { form, authorization: auth, dpop: &dpop, addr: client_addr(&state, &req) };
+            return match token::exchange_upstream(&state.deps, request, &ids, now).await {
+                (Ok(answer), outcome) => {
+                    state.metrics.tokens_issued.get_or_create(&GrantLabels { grant_type: "token_exchange" }).inc();
+                    tracing::info!(
+                        client_id = outcome.client_id.as_deref().unwrap_or("-"),
+                        grant_type = "token_exchange",
+                        user_id = outcome.user_id.as_deref().unwrap_or("-"),
+                        resource = outcome.resource.as_deref().unwrap_or("-"),
+                        "upstream token issued"
+                    );
+                    let mut ok = HttpResponse::Ok();
+                    ok.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+                    cors(ok.json(answer))
+                }
+                (Err(e), outcome) => {
+                    denied(
+                        &state,
+                        &e,
+                        "token issuance failed",
+                        outcome.client_id.as_deref(),
+                        outcome.resource.as_deref(),
+                    );
+                    cors(error_json(&e, basic))
+                }
+            };
+        }
         Ok(form) => {
             let request =
                 token::TokenRequest { form, authorization: auth, dpop: &dpop, addr: client_addr(&state, &req) };

@@ -29,6 +29,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/login", web::post().to(ui::login_submit))
         .route("/ui/consent", web::get().to(ui::consent_page))
         .route("/ui/consent", web::post().to(ui::consent_submit))
+        .route("/ui/upstream/{id}/start", web::get().to(ui::upstream_start))
+        .route("/ui/upstream/{id}/callback", web::get().to(ui::upstream_callback))
         .route("/ui/static/authplane.css", web::get().to(ui::css))
         .default_service(web::to(fallback));
 }
@@ -70,11 +72,15 @@ pub fn metadata(state: &AppState) -> AuthorizationServerMetadata {
         scopes_supported,
         response_types_supported: vec!["code".into()],
         response_modes_supported: Some(vec!["query".into()]),
-        grant_types_supported: Some(vec![
-            "authorization_code".into(),
-            "refresh_token".into(),
-            "client_credentials".into(),
-        ]),
+        grant_types_supported: Some({
+            let mut g: Vec<String> =
+                vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()];
+            // RFC 8693, when some upstream keeps tokens for the broker.
+            if cfg.upstreams.iter().any(|u| u.store_tokens) {
+                g.push(crate::oauth::broker::GRANT_TYPE.into());
+            }
+            g
+        }),
         token_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint: Some(format!("{issuer}/oauth/revoke")),
         revocation_endpoint_auth_methods_supported: auth_methods(),

@@ -17,7 +17,7 @@ use crate::oauth::authorize::{self, Failure, Params, Validated};
 use crate::oauth::error::{Error, Kind};
 use crate::oauth::form::Form;
 use crate::oauth::login::{self, Refusal};
-use crate::oauth::{clients, consent};
+use crate::oauth::{clients, consent, upstream, upstream_login};
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::entries as reg;
@@ -38,6 +38,14 @@ struct LoginPage<'a> {
     csrf: &'a str,
     username: &'a str,
     error: Option<&'a str>,
+    upstreams: Vec<UpstreamView<'a>>,
+    /// Show the password form (someone has a password).
+    local_users: bool,
+}
+
+struct UpstreamView<'a> {
+    id: &'a str,
+    label: &'a str,
 }
 
 struct ResourceView {
@@ -73,9 +81,14 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// A redirect to the client (RFC 6749 §4.1.2); 303 so a POST never repeats.
 fn to_client(redirect_uri: &str, params: &[(&str, &str)], state_param: Option<&str>, issuer: &str) -> HttpResponse {
-    let url = authorize::redirect_url(redirect_uri, params, state_param, issuer);
+    away(&authorize::redirect_url(redirect_uri, params, state_param, issuer))
+}
+
+/// A 303 off this server (to a client, to an identity provider): not cached,
+/// and the page's URL not sent along as a referrer.
+fn away(url: &str) -> HttpResponse {
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, HeaderValue::from_str(&url).unwrap_or(HeaderValue::from_static("/"))))
+        .insert_header((header::LOCATION, HeaderValue::from_str(url).unwrap_or(HeaderValue::from_static("/"))))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish()
@@ -166,6 +179,22 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         tracing::info!(client_id = %validated.client_id, dropped = %grant.dropped.join(" "), "unknown scopes dropped");
     }
 
+    // A returning user (signed in, nothing to ask) gets the code at once,
+    // as from the consent page without a page: no request row, no second
+    // round trip. `prompt=login|consent` always shows the page.
+    let user = if validated.prompt_login { None } else { current_user(&state, &req, now).await };
+    if let Some(user_id) = &user
+        && !validated.prompt_consent
+    {
+        match consent::missing(&state.deps, user_id, &validated).await {
+            Ok(m) if m.iter().all(|(_, new)| new.is_empty()) => {
+                return finish(&state, &req, None, &validated, user_id, false, now).await;
+            }
+            Ok(_) => {}
+            Err(e) => return error_page(&state, &req, &e),
+        }
+    }
+
     // Bind the flow to this browser: reuse its flow cookie or set one.
     let flow_nonce = req
         .cookie(FLOW_COOKIE)
@@ -186,7 +215,7 @@ pub async fn authorize(req: HttpRequest, body: Bytes, state: web::Data<AppState>
         let e: Error = e.into();
         return error_page(&state, &req, &e);
     }
-    let next = if validated.prompt_login || current_user(&state, &req, now).await.is_none() {
+    let next = if user.is_none() {
         format!("/ui/login?request={}", row.id)
     } else {
         format!("/ui/consent?request={}", row.id)
@@ -236,7 +265,16 @@ pub struct RequestQuery {
 pub async fn login_page(req: HttpRequest, q: web::Query<RequestQuery>, state: web::Data<AppState>) -> HttpResponse {
     let now = clock::now();
     match flow(&state, &req, &q.request, now).await {
-        Ok((row, v)) => render_login(&state, &row, &v, "", None, StatusCode::OK, now).await,
+        Ok((row, v)) => {
+            // One identity provider and nobody with a password: no page.
+            let cfg = state.deps.config.load();
+            if let [only] = cfg.upstreams.as_slice()
+                && !reg::has_local_users(&state.deps.db).await.unwrap_or(true)
+            {
+                return see_other(&format!("/ui/upstream/{}/start?request={}", only.id, row.id));
+            }
+            render_login(&state, &row, &v, "", None, StatusCode::OK, now).await
+        }
         Err(e) => error_page(&state, &req, &e),
     }
 }
@@ -256,6 +294,8 @@ async fn render_login(
         .flatten()
         .map(|c| c.display_name)
         .unwrap_or_else(|| v.client_id.clone());
+    let cfg = state.deps.config.load();
+    let local_users = cfg.upstreams.is_empty() || reg::has_local_users(&state.deps.db).await.unwrap_or(true);
     let html = LoginPage {
         issuer_host: &issuer_host(state),
         client_name: &client_name,
@@ -263,6 +303,8 @@ async fn render_login(
         csrf: &row.csrf,
         username,
         error,
+        upstreams: cfg.upstreams.iter().map(|u| UpstreamView { id: &u.id, label: u.label() }).collect(),
+        local_users,
     }
     .render()
     .unwrap_or_default();
@@ -352,18 +394,121 @@ pub async fn login_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSta
 
 /// The browser goes on to consent with its new session cookie.
 fn signed_in(state: &AppState, row: &AuthRequestRow, s: login::SignedIn) -> HttpResponse {
-    let ttl = s.ttl;
-    let sid = s.session;
     let mut res = see_other(&format!("/ui/consent?request={}", row.id));
-    let cookie = Cookie::build(SESSION_COOKIE, sid)
+    let _ = res.add_cookie(&session_cookie(state, s));
+    res
+}
+
+fn session_cookie(state: &AppState, s: login::SignedIn) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, s.session)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(secure_cookies(state))
-        .max_age(actix_web::cookie::time::Duration::seconds(ttl))
-        .finish();
-    let _ = res.add_cookie(&cookie);
-    res
+        .max_age(actix_web::cookie::time::Duration::seconds(s.ttl))
+        .finish()
+}
+
+#[derive(serde::Deserialize)]
+pub struct UpstreamPath {
+    id: String,
+}
+
+/// The configured identity provider named in the path.
+fn upstream_of<'a>(
+    cfg: &'a authplane_core::config::Config,
+    id: &str,
+) -> Result<&'a authplane_core::config::UpstreamConfig, Error> {
+    cfg.upstreams
+        .iter()
+        .find(|u| u.id == id)
+        .ok_or_else(|| Error::new(Kind::InvalidRequest, "no such identity provider"))
+}
+
+fn flow_browser(req: &HttpRequest) -> String {
+    random::sha256_hex(req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default().as_bytes())
+}
+
+/// The page for a failed sign-in through a provider, counted and logged as
+/// a denial (its `login_failed` audit row is already written).
+fn upstream_failed(
+    state: &AppState,
+    req: &HttpRequest,
+    label: &str,
+    f: &upstream::Failure,
+    client_id: Option<&str>,
+) -> HttpResponse {
+    let kind = match f {
+        upstream::Failure::Unreachable(_) | upstream::Failure::Misconfigured(_) => Kind::TemporarilyUnavailable,
+        _ => Kind::UpstreamLoginFailed,
+    };
+    let e = Error::new(kind, f.page(label));
+    state.metrics.deny(e.kind.reason());
+    tracing::error!(
+        error = e.name(),
+        code = e.kind.code(),
+        client_id = client_id.unwrap_or("-"),
+        reason = f.reason(),
+        detail = %f.detail(),
+        "upstream sign-in failed"
+    );
+    error_page(state, req, &e)
+}
+
+/// `GET /ui/upstream/<id>/start?request=…`: to the provider, for the
+/// pending sign-in request of this browser.
+#[tracing::instrument(name = "ui.upstream.start", level = "debug", skip_all, fields(authplane.layer = "service"))]
+pub async fn upstream_start(
+    req: HttpRequest,
+    path: web::Path<UpstreamPath>,
+    q: web::Query<RequestQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = clock::now();
+    let cfg = state.deps.config.load_full();
+    let u = match upstream_of(&cfg, &path.id) {
+        Ok(u) => u,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    let (row, v) = match flow(&state, &req, &q.request, now).await {
+        Ok(x) => x,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    match upstream_login::start(&state.deps, u, &row.id, &row.browser_sha256, &ids(&req), now).await {
+        Ok(Ok(url)) => away(&url),
+        Ok(Err(f)) => upstream_failed(&state, &req, u.label(), &f, Some(&v.client_id)),
+        Err(e) => error_page(&state, &req, &e),
+    }
+}
+
+/// `GET /ui/upstream/<id>/callback`: back from the provider; on success the
+/// browser goes on to consent with a new session.
+#[tracing::instrument(name = "ui.upstream.callback", level = "debug", skip_all, fields(authplane.layer = "service"))]
+pub async fn upstream_callback(
+    req: HttpRequest,
+    path: web::Path<UpstreamPath>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let now = clock::now();
+    let cfg = state.deps.config.load_full();
+    let u = match upstream_of(&cfg, &path.id) {
+        Ok(u) => u,
+        Err(e) => return error_page(&state, &req, &e),
+    };
+    let cb: upstream_login::Callback = match web::Query::from_query(req.query_string()) {
+        Ok(web::Query(cb)) => cb,
+        Err(_) => upstream_login::Callback::default(),
+    };
+    match upstream_login::finish(&state.deps, u, &cb, &flow_browser(&req), &ids(&req), now).await {
+        Ok(Ok(done)) => {
+            tracing::info!(user_id = %done.signed_in.user_id, upstream = %u.id, "user signed in");
+            let mut res = see_other(&format!("/ui/consent?request={}", done.auth_request_id));
+            let _ = res.add_cookie(&session_cookie(&state, done.signed_in));
+            res
+        }
+        Ok(Err((f, _))) => upstream_failed(&state, &req, u.label(), &f, None),
+        Err(e) => error_page(&state, &req, &e),
+    }
 }
 
 /// "42 seconds", "3 minutes" for the throttled page.
@@ -392,7 +537,7 @@ pub async fn consent_page(req: HttpRequest, q: web::Query<RequestQuery>, state: 
     };
     if !v.prompt_consent && missing.iter().all(|(_, new)| new.is_empty()) {
         // Remembered consent covers every scope: no page.
-        return finish(&state, &req, &row, &v, &user_id, false, now).await;
+        return finish(&state, &req, Some(&row.id), &v, &user_id, false, now).await;
     }
     let client_name = clients::find(&state.deps, &v.client_id, now)
         .await
@@ -449,7 +594,7 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
         return see_other(&format!("/ui/login?request={}", row.id));
     };
     match form.get("decision") {
-        Some("approve") => finish(&state, &req, &row, &v, &user_id, true, now).await,
+        Some("approve") => finish(&state, &req, Some(&row.id), &v, &user_id, true, now).await,
         Some("deny") => {
             let e = Error::new(Kind::AccessDenied, "the user denied access");
             denied(&state, &e, "authorization denied", Some(&v.client_id), v.resources.first().map(String::as_str));
@@ -487,14 +632,14 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
 async fn finish(
     state: &AppState,
     req: &HttpRequest,
-    row: &AuthRequestRow,
+    request_row_id: Option<&str>,
     v: &Validated,
     user_id: &str,
     granted_now: bool,
     now: i64,
 ) -> HttpResponse {
     let cfg = state.deps.config.load();
-    let code = match consent::issue_code(&state.deps, &row.id, v, user_id, granted_now, &ids(req), now).await {
+    let code = match consent::issue_code(&state.deps, request_row_id, v, user_id, granted_now, &ids(req), now).await {
         Ok(code) => code,
         Err(e) => return error_page(state, req, &e),
     };

@@ -44,6 +44,7 @@ impl Document {
             allowed_resources: vec![],
             allowed_scopes: vec![],
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            broker_upstreams: vec![],
         }
     }
 }

@@ -28,11 +28,12 @@ pub async fn missing(deps: &Deps, user_id: &str, v: &Validated) -> Result<Vec<(S
 }
 
 /// Records consent (when `granted_now`), stores a single-use code for `v`
-/// and deletes the authorization request `request_row_id`, in one
-/// transaction. Returns the code (only its digest is stored).
+/// and deletes the authorization request `request_row_id` (none when the
+/// code is issued straight from `/oauth/authorize`), in one transaction.
+/// Returns the code (only its digest is stored).
 pub async fn issue_code(
     deps: &Deps,
-    request_row_id: &str,
+    request_row_id: Option<&str>,
     v: &Validated,
     user_id: &str,
     granted_now: bool,
@@ -87,7 +88,9 @@ pub async fn issue_code(
         },
     )
     .await?;
-    rows::delete_auth_request(&txn, request_row_id).await?;
+    if let Some(id) = request_row_id {
+        rows::delete_auth_request(&txn, id).await?;
+    }
     txn.commit().await?;
     Ok(code)
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use authplane_core::config::Config;
 
-use super::{cimd, clients};
+use super::{broker, cimd, clients, upstream};
 use crate::keys::KeyManager;
 use crate::limits::{HashGate, PerAddressRate, Throttle};
 use crate::resource_index::ResourceIndex;
@@ -39,6 +39,10 @@ pub struct Deps {
     pub password_memory: Arc<crate::password::Memory>,
     pub clock: Clock,
     pub ids: Ids,
+    /// Identity providers' metadata and keys, and the HTTP client to them.
+    pub upstream: upstream::Client,
+    /// Stored upstream tokens: the encryption keys and refresh single flight.
+    pub broker: broker::Broker,
 }
 
 /// Where service code reads the time when it is not passed in (audit rows'

@@ -36,6 +36,8 @@ pub enum Kind {
     InvalidDpopProof,
     /// RFC 9449 §8: the proof needs a (fresh) server nonce.
     UseDpopNonce,
+    /// Sign-in through an identity provider failed (the page says why).
+    UpstreamLoginFailed,
 }
 
 impl Kind {
@@ -70,6 +72,7 @@ impl Kind {
             Kind::Overloaded => "ErrOverloaded",
             Kind::InvalidDpopProof => "ErrDpopInvalidProof",
             Kind::UseDpopNonce => "ErrDpopNonce",
+            Kind::UpstreamLoginFailed => "ErrUpstreamLogin",
         }
     }
 
@@ -88,7 +91,9 @@ impl Kind {
             Kind::UnauthorizedClient => "unauthorized_client",
             Kind::UnsupportedGrantType => "unsupported_grant_type",
             Kind::UnsupportedResponseType => "unsupported_response_type",
-            Kind::AccessDenied | Kind::LoginFailed | Kind::RegistrationDisabled => "access_denied",
+            Kind::AccessDenied | Kind::LoginFailed | Kind::RegistrationDisabled | Kind::UpstreamLoginFailed => {
+                "access_denied"
+            }
             Kind::InvalidClientMetadata => "invalid_client_metadata",
             Kind::InvalidRedirectUri => "invalid_redirect_uri",
             Kind::InvalidToken => "invalid_token",
@@ -139,6 +144,7 @@ impl Kind {
             Kind::RateLimited => "rate_limited",
             Kind::Overloaded => "overloaded",
             Kind::InvalidDpopProof | Kind::UseDpopNonce => "invalid_dpop_proof",
+            Kind::UpstreamLoginFailed => "upstream_login_failed",
         }
     }
 }
@@ -231,7 +237,7 @@ mod tests {
 
     /// Every variant; the match below fails to compile when one is added
     /// without being listed here.
-    const ALL: [Kind; 28] = [
+    const ALL: [Kind; 29] = [
         Kind::InvalidRequest,
         Kind::InvalidClient,
         Kind::InvalidGrant,
@@ -260,6 +266,7 @@ mod tests {
         Kind::Overloaded,
         Kind::InvalidDpopProof,
         Kind::UseDpopNonce,
+        Kind::UpstreamLoginFailed,
     ];
 
     #[test]
@@ -314,7 +321,8 @@ mod tests {
                 | Kind::RateLimited
                 | Kind::Overloaded
                 | Kind::InvalidDpopProof
-                | Kind::UseDpopNonce => {}
+                | Kind::UseDpopNonce
+                | Kind::UpstreamLoginFailed => {}
             }
         }
     }

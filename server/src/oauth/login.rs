@@ -63,6 +63,9 @@ pub async fn sign_in(
     let user = entries::find_user(&deps.db, username).await?.filter(|u| u.username == username);
     // argon2 (~19 MiB each) runs off the async workers, at most
     // `limits.password_hash_concurrency` at once.
+    // A user an identity provider created has no password: it takes as long
+    // as an unknown one, and never matches.
+    let user = user.filter(|u| !u.password_hash.expose().is_empty());
     let hash = user.as_ref().map(|u| u.password_hash.expose().clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
     let Ok(permit) = deps.hash_gate.acquire(limits.password_hash_queue_timeout.to_std()).await else {
         return Ok(Err(Refusal::Overloaded));

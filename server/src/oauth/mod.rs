@@ -7,6 +7,7 @@
 //! `Deps::clock` and `Deps::ids`, which the unit tests fix.
 
 pub mod authorize;
+pub mod broker;
 pub mod cimd;
 pub mod client_auth;
 pub mod clients;
@@ -22,6 +23,8 @@ pub mod register;
 pub mod revoke;
 pub mod scopes;
 pub mod token;
+pub mod upstream;
+pub mod upstream_login;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -320,6 +320,7 @@ pub fn validate(
         allowed_resources,
         allowed_scopes: vec![],
         dpop_bound_access_tokens: req.dpop_bound_access_tokens.unwrap_or(false),
+        broker_upstreams: vec![],
     };
     validate_client("client", &client, |_| true).map_err(|e| {
         if e.key.contains("redirect_uris") {

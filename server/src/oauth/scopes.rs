@@ -168,6 +168,7 @@ mod tests {
             allowed_resources: vec![],
             allowed_scopes: vec![],
             dpop_bound_access_tokens: false,
+            broker_upstreams: vec![],
         }
     }
 

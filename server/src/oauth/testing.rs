@@ -88,6 +88,8 @@ clients:
             password_memory: Default::default(),
             clock: Clock::fixed(T0 * 1000),
             ids: Ids::sequence(),
+            upstream: Default::default(),
+            broker: Default::default(),
             db,
         };
         Fixture { deps, cfg, _dir: dir }

@@ -44,6 +44,7 @@ pub mod client {
         pub application_type: String,
         pub metadata: String,
         pub dpop_bound_access_tokens: bool,
+        pub broker_upstreams: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -306,6 +307,58 @@ pub mod dpop_proof {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod upstream_login {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "upstream_logins")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub state_sha256: String,
+        pub upstream_id: String,
+        pub auth_request_id: String,
+        pub browser_sha256: String,
+        pub nonce: String,
+        pub code_verifier: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod upstream_grant {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "upstream_grants")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub upstream_id: String,
+        pub status: String,
+        pub key_id: String,
+        pub access_token_enc: String,
+        pub refresh_token_enc: Option<String>,
+        pub expires_at: Option<i64>,
+        pub scope: Option<String>,
+        pub refreshing_until: Option<i64>,
+        pub last_refresh_outcome: Option<String>,
+        pub last_refresh_at: Option<i64>,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

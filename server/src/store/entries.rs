@@ -12,14 +12,16 @@ use serde::Serialize;
 use super::entities::{client, resource, user};
 use super::{StoreError, conflict_or};
 
-/// Who owns a row: the config file (changed only there), the admin API, or
-/// dynamic client registration.
+/// Who owns a row: the config file (changed only there), the admin API,
+/// dynamic client registration, or (users) sign-in through an identity
+/// provider, stored as `upstream:<id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Config,
     Admin,
     Dcr,
+    Upstream,
 }
 
 impl Source {
@@ -28,6 +30,7 @@ impl Source {
             Source::Config => "config",
             Source::Admin => "admin",
             Source::Dcr => "dcr",
+            Source::Upstream => "upstream",
         }
     }
 
@@ -35,6 +38,7 @@ impl Source {
         match s {
             "config" => Source::Config,
             "dcr" => Source::Dcr,
+            s if s.starts_with("upstream:") => Source::Upstream,
             _ => Source::Admin,
         }
     }
@@ -76,6 +80,8 @@ pub struct StoredUser {
     pub email: Option<String>,
     pub name: Option<String>,
     pub source: Source,
+    /// The identity provider of a user it signed in (`Source::Upstream`).
+    pub upstream: Option<String>,
     pub created_at: i64,
 }
 
@@ -138,6 +144,7 @@ fn client_from(m: client::Model) -> Result<StoredClient, StoreError> {
             allowed_resources,
             allowed_scopes,
             dpop_bound_access_tokens: m.dpop_bound_access_tokens,
+            broker_upstreams: serde_json::from_str(&m.broker_upstreams).map_err(c)?,
         },
         source: Source::parse(&m.source),
         created_at: m.created_at,
@@ -170,6 +177,7 @@ fn client_model_with(c: &ClientConfig, source: Source, now: i64, extras: Option<
         application_type: Set(extras.map_or_else(|| "web".to_owned(), |e| e.application_type.clone())),
         metadata: Set(extras.map_or_else(|| "{}".to_owned(), |e| e.metadata.to_string())),
         dpop_bound_access_tokens: Set(c.dpop_bound_access_tokens),
+        broker_upstreams: Set(to_json(&c.broker_upstreams)),
     }
 }
 
@@ -180,6 +188,7 @@ fn user_from(m: user::Model) -> StoredUser {
         password_hash: Secret::new(m.password_hash),
         email: m.email,
         name: m.name,
+        upstream: m.source.strip_prefix("upstream:").map(str::to_owned),
         source: Source::parse(&m.source),
         created_at: m.created_at,
     }
@@ -316,6 +325,12 @@ pub async fn list_users<C: ConnectionTrait>(db: &C) -> Result<Vec<StoredUser>, S
     Ok(user::Entity::find().order_by_asc(user::Column::Username).all(db).await?.into_iter().map(user_from).collect())
 }
 
+/// Whether anyone can sign in with a password (users from the config file
+/// or the admin API; users from an identity provider have none).
+pub async fn has_local_users<C: ConnectionTrait>(db: &C) -> Result<bool, StoreError> {
+    Ok(user::Entity::find().filter(user::Column::Source.is_in(["config", "admin"])).one(db).await?.is_some())
+}
+
 /// By id, or else by username.
 pub async fn find_user<C: ConnectionTrait>(db: &C, id_or_username: &str) -> Result<Option<StoredUser>, StoreError> {
     if let Some(u) = user::Entity::find_by_id(id_or_username.to_owned()).one(db).await? {
@@ -335,6 +350,57 @@ pub async fn insert_user<C: ConnectionTrait>(
         .await
         .map_err(|e| conflict_or(e, format!("user {}", u.username)))?;
     Ok(())
+}
+
+/// A user an identity provider vouched for: created on first sign-in
+/// (`source` = `upstream:<id>`, no password), its email and name refreshed
+/// on each. An existing row of another source with this id is never taken
+/// over (config validation keeps `<upstream>:` ids for these users).
+pub async fn upsert_upstream_user<C: ConnectionTrait>(
+    db: &C,
+    upstream: &str,
+    id: &str,
+    username: &str,
+    email: Option<String>,
+    name: Option<String>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let source = format!("upstream:{upstream}");
+    match user::Entity::find_by_id(id.to_owned()).one(db).await? {
+        Some(existing) if existing.source != source => {
+            Err(StoreError::Conflict(format!("user {id} (not from upstream {upstream})")))
+        }
+        Some(existing) => {
+            if existing.email != email || existing.name != name {
+                user::Entity::update(user::ActiveModel {
+                    id: Set(id.to_owned()),
+                    email: Set(email),
+                    name: Set(name),
+                    updated_at: Set(now),
+                    ..Default::default()
+                })
+                .exec(db)
+                .await?;
+            }
+            Ok(())
+        }
+        None => {
+            user::Entity::insert(user::ActiveModel {
+                id: Set(id.to_owned()),
+                username: Set(username.to_owned()),
+                password_hash: Set(String::new()),
+                email: Set(email),
+                name: Set(name),
+                source: Set(source),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .exec_without_returning(db)
+            .await
+            .map_err(|e| conflict_or(e, format!("user {username}")))?;
+            Ok(())
+        }
+    }
 }
 
 pub async fn delete_user<C: ConnectionTrait>(db: &C, id: &str) -> Result<bool, StoreError> {

@@ -5,12 +5,15 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::StoreError;
-use super::entities::{access_token, auth_request, authorization_code, consent, refresh_token, session, token_family};
+use super::entities::{
+    access_token, auth_request, authorization_code, consent, refresh_token, session, token_family, upstream_login,
+};
 
 pub use access_token::Model as AccessTokenRow;
 pub use auth_request::Model as AuthRequestRow;
 pub use authorization_code::Model as CodeRow;
 pub use token_family::Model as FamilyRow;
+pub use upstream_login::Model as UpstreamLoginRow;
 
 // ---- pending authorization requests ----
 
@@ -41,6 +44,39 @@ pub async fn get_auth_request<C: ConnectionTrait>(
 pub async fn delete_auth_request<C: ConnectionTrait>(db: &C, id: &str) -> Result<(), StoreError> {
     auth_request::Entity::delete_by_id(id.to_owned()).exec(db).await?;
     Ok(())
+}
+
+// ---- redirects to an identity provider ----
+
+pub async fn insert_upstream_login<C: ConnectionTrait>(db: &C, row: UpstreamLoginRow) -> Result<(), StoreError> {
+    upstream_login::Entity::insert(upstream_login::ActiveModel {
+        state_sha256: Set(row.state_sha256),
+        upstream_id: Set(row.upstream_id),
+        auth_request_id: Set(row.auth_request_id),
+        browser_sha256: Set(row.browser_sha256),
+        nonce: Set(row.nonce),
+        code_verifier: Set(row.code_verifier),
+        created_at: Set(row.created_at),
+        expires_at: Set(row.expires_at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// The pending redirect with this `state` digest, deleted as it is read: a
+/// second callback with the same `state` (a replay, or a race between two
+/// replicas) finds nothing. Expired rows are deleted and not returned.
+pub async fn take_upstream_login<C: ConnectionTrait>(
+    db: &C,
+    state_sha256: &str,
+    now: i64,
+) -> Result<Option<UpstreamLoginRow>, StoreError> {
+    let Some(row) = upstream_login::Entity::find_by_id(state_sha256.to_owned()).one(db).await? else {
+        return Ok(None);
+    };
+    let deleted = upstream_login::Entity::delete_by_id(state_sha256.to_owned()).exec(db).await?.rows_affected;
+    Ok((deleted == 1 && row.expires_at > now).then_some(row))
 }
 
 // ---- browser sessions ----
@@ -294,6 +330,11 @@ pub async fn purge_expired<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, 
         .await?
         .rows_affected;
     n += session::Entity::delete_many().filter(session::Column::ExpiresAt.lt(now)).exec(db).await?.rows_affected;
+    n += upstream_login::Entity::delete_many()
+        .filter(upstream_login::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?
+        .rows_affected;
     n += super::dpop::purge(db, now).await?;
     n += authorization_code::Entity::delete_many()
         .filter(authorization_code::Column::ExpiresAt.lt(now - day))

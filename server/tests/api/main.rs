@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit;
+mod broker;
 mod cli;
 mod config;
 mod discovery;
@@ -19,3 +20,4 @@ mod metrics;
 mod oauth;
 mod quirks;
 mod security;
+mod upstream;

@@ -275,6 +275,54 @@ async fn consent_is_remembered_asked_again_when_scopes_grow_and_deny_is_access_d
 }
 
 #[tokio::test]
+async fn a_returning_user_gets_the_code_straight_from_authorize_without_a_request_row() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    let b = Browser::new(&app);
+    b.code_for(&[("scope", "tools/read")]).await;
+    let db = sea_orm::Database::connect(&app.db_url).await.unwrap();
+    let pending = || async {
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n FROM auth_requests"))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    assert_eq!(pending().await, 0);
+    let url = |extra: &str| {
+        format!(
+            "{}/oauth/authorize?response_type=code&client_id=test-client&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256&state=st-2&resource={}&scope=tools%2Fread{extra}",
+            app.public,
+            urlencoding(REDIRECT),
+            urlencoding(RESOURCE),
+        )
+    };
+    // One redirect, to the client, with the code: no page, no request row.
+    let res = b.http.get(url("")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(loc.starts_with(REDIRECT) && loc.contains("code=") && loc.contains("state=st-2"), "{loc}");
+    assert_eq!(pending().await, 0, "nothing stored but the code");
+    let code = url::Url::parse(&loc).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let (s, _) = app.exchange(&code).await;
+    assert_eq!(s, 200, "the code redeems");
+    // prompt=consent and prompt=login still show their page.
+    for (extra, page) in [("&prompt=consent", "/ui/consent?"), ("&prompt=login", "/ui/login?")] {
+        let res = b.http.get(url(extra)).send().await.unwrap();
+        let loc = res.headers()["location"].to_str().unwrap().to_owned();
+        assert!(loc.starts_with(page), "{extra}: {loc}");
+    }
+    // Signed out (another browser): the login page, as before.
+    let res = Browser::new(&app).http.get(url("")).send().await.unwrap();
+    assert!(res.headers()["location"].to_str().unwrap().starts_with("/ui/login?"));
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
 async fn pages_refuse_csrf_other_browsers_and_framing() {
     let app = spawn_app().await;
     let b = Browser::new(&app);
@@ -648,7 +696,7 @@ async fn expired_oauth_state_is_purged_and_live_state_is_kept() {
     let b = Browser::new(&app);
     let code = b.code_for(&[]).await;
     let (_, t) = app.exchange(&code).await;
-    let _pending = b.authorize(&[]).await; // a sign-in request left open
+    let _pending = b.authorize(&[("prompt", "consent")]).await; // a sign-in request left open
     let db = sea_orm::Database::connect(&app.db_url).await.unwrap();
     let count = |table: &'static str| {
         let db = db.clone();

@@ -1,7 +1,10 @@
 //! An MCP server protected by AuthPlane.
 //!
 //! Tools: `list_notes` needs the scope `tools/read`, `add_note` needs
-//! `tools/write`. Defaults match `config/dev.yaml`: resource
+//! `tools/write`. With `--broker-upstream`, `upstream_whoami` (tools/read)
+//! shows the token broker end to end: it exchanges the caller's token for
+//! their token at that upstream and calls the upstream's userinfo endpoint
+//! with it. Defaults match `config/dev.yaml`: resource
 //! `http://localhost:8080/mcp`, issuer `http://localhost:9000`.
 //!
 //! ```text
@@ -14,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authplane_sdk::axum::{BearerAuthLayer, prm_router};
-use authplane_sdk::{CachePolicy, Claims, Cors, ProtectedResource, SessionLimits, Sessions, Verifier};
+use authplane_sdk::{
+    BrokerError, CachePolicy, Claims, Cors, ProtectedResource, SessionLimits, Sessions, UpstreamTokens, Verifier,
+};
 use clap::Parser;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
@@ -75,6 +80,17 @@ struct Args {
     /// signs (the fault suite shortens both).
     #[arg(long, env = "AUTHPLANE_JWKS_REFRESH_INTERVAL", default_value_t = 300)]
     jwks_refresh_interval: i64,
+    /// The token broker: the upstream id whose token `upstream_whoami` obtains.
+    #[arg(long, env = "MCP_BROKER_UPSTREAM", requires_all = ["broker_client_id", "broker_client_secret", "broker_userinfo_url"])]
+    broker_upstream: Option<String>,
+    /// This server's confidential client at AuthPlane (with broker_upstreams).
+    #[arg(long, env = "MCP_BROKER_CLIENT_ID")]
+    broker_client_id: Option<String>,
+    #[arg(long, env = "MCP_BROKER_CLIENT_SECRET", hide_env_values = true)]
+    broker_client_secret: Option<String>,
+    /// The upstream API `upstream_whoami` calls with the user's upstream token.
+    #[arg(long, env = "MCP_BROKER_USERINFO_URL")]
+    broker_userinfo_url: Option<String>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info,rmcp=warn")]
     log: String,
@@ -90,7 +106,17 @@ struct AddNote {
 #[derive(Clone)]
 struct Notes {
     notes: Arc<Mutex<Vec<String>>>,
+    broker: Option<Arc<Broker>>,
     tool_router: ToolRouter<Self>,
+}
+
+/// What `upstream_whoami` needs: the broker client, which upstream, and the
+/// upstream API to call.
+struct Broker {
+    tokens: UpstreamTokens,
+    upstream: String,
+    userinfo_url: String,
+    http: reqwest::Client,
 }
 
 /// The verified token of the HTTP request that carried this tool call.
@@ -100,8 +126,49 @@ fn claims(parts: &http::request::Parts) -> Result<&Claims, ErrorData> {
 
 #[tool_router]
 impl Notes {
-    fn new(notes: Arc<Mutex<Vec<String>>>) -> Self {
-        Notes { notes, tool_router: Self::tool_router() }
+    fn new(notes: Arc<Mutex<Vec<String>>>, broker: Option<Arc<Broker>>) -> Self {
+        let mut tool_router = Self::tool_router();
+        // Without a broker the tool could only ever fail: do not offer it.
+        if broker.is_none() {
+            tool_router.remove_route("upstream_whoami");
+        }
+        Notes { notes, broker, tool_router }
+    }
+
+    #[tool(
+        description = "Who you are at the upstream, asked with your upstream token from AuthPlane's token broker (scope tools/read)"
+    )]
+    async fn upstream_whoami(&self, Extension(parts): Extension<http::request::Parts>) -> Result<String, ErrorData> {
+        if !claims(&parts)?.has_scope("tools/read") {
+            return Err(ErrorData::invalid_request("scope tools/read required", None));
+        }
+        let Some(b) = &self.broker else {
+            return Err(ErrorData::invalid_request("this server has no broker configured (--broker-upstream)", None));
+        };
+        // The token this request carried (verified by the middleware).
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
+            .ok_or_else(|| ErrorData::internal_error("request carried no token", None))?;
+        let upstream = b.tokens.upstream_token(token, &b.upstream).await.map_err(|e| match e {
+            BrokerError::SignInAgain(d) => ErrorData::invalid_request(format!("sign in again: {d}"), None),
+            other => ErrorData::internal_error(other.to_string(), None),
+        })?;
+        let res = b
+            .http
+            .get(&b.userinfo_url)
+            .bearer_auth(&upstream.access_token)
+            .send()
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("upstream call failed: {}", e.without_url()), None))?;
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(ErrorData::internal_error(format!("upstream answered {status}"), None));
+        }
+        Ok(body)
     }
 
     #[tool(description = "List the notes (scope tools/read)")]
@@ -135,7 +202,7 @@ impl Notes {
 impl ServerHandler for Notes {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "A notes server protected by AuthPlane: list_notes needs tools/read, add_note tools/write.",
+            "A notes server protected by AuthPlane: list_notes needs tools/read, add_note tools/write; with --broker-upstream, upstream_whoami (tools/read) uses the token broker.",
         )
     }
 }
@@ -202,7 +269,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    let broker =
+        match (&args.broker_upstream, &args.broker_client_id, &args.broker_client_secret, &args.broker_userinfo_url) {
+            (Some(upstream), Some(id), Some(secret), Some(url)) => Some(Arc::new(Broker {
+                tokens: UpstreamTokens::new(&args.issuer, id, secret),
+                upstream: upstream.clone(),
+                userinfo_url: url.clone(),
+                http: reqwest::Client::new(),
+            })),
+            _ => None,
+        };
+
     let mut auth = BearerAuthLayer::new(verifier)
+        .tool_scope("upstream_whoami", "tools/read")
         .tool_scope("list_notes", "tools/read")
         .tool_scope("add_note", "tools/write")
         .sessions(sessions);
@@ -219,7 +298,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let notes = Arc::new(Mutex::new(Vec::new()));
     let mcp = StreamableHttpService::new(
-        move || Ok(Notes::new(notes.clone())),
+        move || Ok(Notes::new(notes.clone(), broker.clone())),
         manager,
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     );

@@ -21,23 +21,32 @@ pub async fn exchange(
     ids: &RequestIds,
     now: i64,
 ) -> GrantResult {
-    let (row, resources, verifier) = match find(deps, form).await {
+    // One transaction from the read to the commit (one connection acquired,
+    // as for refresh); rolled back (dropped) on every refusal.
+    let txn = match deps.db.begin().await {
+        Ok(t) => t,
+        Err(e) => return GrantResult::failed(e.into()),
+    };
+    let (row, resources, verifier) = match find(&txn, form).await {
         Ok(found) => found,
         Err(e) => return GrantResult::failed(e),
     };
     GrantResult {
         resource: resources.first().cloned(),
         user_id: Some(row.user_id.clone()),
-        result: redeem(deps, client, form, row, resources, verifier, jkt, ids, now).await,
+        result: redeem(deps, txn, client, form, row, resources, verifier, jkt, ids, now).await,
     }
 }
 
 /// The code's row, its resources and the request's PKCE verifier.
-async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(CodeRow, Vec<String>, &'f str), Error> {
+async fn find<'f, C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    form: &'f Form,
+) -> Result<(CodeRow, Vec<String>, &'f str), Error> {
     let code = form.get("code").ok_or_else(|| Error::new(Kind::InvalidRequest, "code is required"))?;
     let verifier =
         form.get("code_verifier").ok_or_else(|| Error::new(Kind::InvalidPkce, "code_verifier is required (PKCE)"))?;
-    let Some(row) = rows::get_code(&deps.db, &sha256_hex(code.as_bytes())).await? else {
+    let Some(row) = rows::get_code(conn, &sha256_hex(code.as_bytes())).await? else {
         return Err(Error::new(Kind::InvalidGrant, "unknown, expired or already used authorization code"));
     };
     let resources = json_column("authorization_codes.resources", &row.resources)?;
@@ -47,6 +56,7 @@ async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(CodeRow, Vec<String>, 
 #[allow(clippy::too_many_arguments)]
 async fn redeem(
     deps: &Deps,
+    txn: sea_orm::DatabaseTransaction,
     client: &ClientConfig,
     form: &Form,
     row: CodeRow,
@@ -61,6 +71,8 @@ async fn redeem(
         return Err(Error::new(Kind::InvalidGrant, "authorization code was issued to another client"));
     }
     if row.consumed_at.is_some() {
+        // revoke_family_for() writes through the pool: give the connection back first.
+        drop(txn);
         revoke_family_for(deps, &row.family_id, &row.client_id, &row.user_id, "code_replay", ids, now).await?;
         return Err(Error::new(
             Kind::CodeReplay,
@@ -89,7 +101,6 @@ async fn redeem(
 
     let cfg = deps.config.load();
     let refresh_allowed = client.grant_types.contains(&GrantType::RefreshToken);
-    let txn = deps.db.begin().await?;
     if !rows::consume_code(&txn, &digest, now).await? {
         // Lost a race with a concurrent exchange of the same code.
         drop(txn);

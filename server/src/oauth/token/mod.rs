@@ -141,28 +141,90 @@ pub async fn exchange(
 ) -> (Result<TokenResponse, Error>, Outcome) {
     let mut outcome = Outcome::default();
     let result = authenticate_and_grant(deps, request, ids, now, &mut outcome).await;
-    if let Err(e) = &result
-        && e.kind.status() < 500
-    {
-        // A security-relevant failure: one audit row, with the request's
-        // trace id. Best effort: the answer does not wait on a failed write.
-        let _ = deps
-            .audit
-            .record(
-                deps.clock.now_ms(),
-                AuditEvent {
-                    // A refused DPoP proof gets its own event type so it can be queried.
-                    event_type: if e.dpop.is_some() { "dpop_proof_rejected" } else { "token_failed" },
-                    outcome: "failure",
-                    user_id: outcome.user_id.clone(),
-                    client_id: outcome.client_id.clone(),
-                    resource: outcome.resource.clone(),
-                    request_id: ids.request_id.clone(),
-                    trace_id: ids.trace_id.clone(),
-                    detail: serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": outcome.grant_type.map(|g| g.as_str()), "dpop_reason": e.dpop.map(|r| r.label()), "dpop_jkt": outcome.dpop_jkt}),
-                },
-            )
-            .await;
+    if let Err(e) = &result {
+        // A refused DPoP proof gets its own event type so it can be queried.
+        let event_type = if e.dpop.is_some() { "dpop_proof_rejected" } else { "token_failed" };
+        audit_refusal(deps, ids, &outcome, e, event_type, || {
+            let grant_type = outcome.grant_type.map(|g| g.as_str());
+            serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": grant_type, "dpop_reason": e.dpop.map(|r| r.label()), "dpop_jkt": outcome.dpop_jkt})
+        })
+        .await;
+    }
+    (result, outcome)
+}
+
+/// One audit row for a refused token request that was the client's doing (a
+/// 4xx), with the request's trace id. Best effort: the answer does not wait
+/// on a failed write.
+async fn audit_refusal(
+    deps: &Deps,
+    ids: &RequestIds,
+    outcome: &Outcome,
+    e: &Error,
+    event_type: &'static str,
+    detail: impl FnOnce() -> serde_json::Value,
+) {
+    if e.kind.status() >= 500 {
+        return;
+    }
+    let detail = detail();
+    let _ = deps
+        .audit
+        .record(
+            deps.clock.now_ms(),
+            AuditEvent {
+                event_type,
+                outcome: "failure",
+                user_id: outcome.user_id.clone(),
+                client_id: outcome.client_id.clone(),
+                resource: outcome.resource.clone(),
+                request_id: ids.request_id.clone(),
+                trace_id: ids.trace_id.clone(),
+                detail,
+            },
+        )
+        .await;
+}
+
+/// RFC 8693 token exchange for a user's upstream token (the broker):
+/// authenticates the client (confidential only) and hands over to
+/// [`super::broker::exchange`]. A refusal gets its `token_failed` audit row
+/// as on the other grants.
+#[tracing::instrument(name = "oauth.token_exchange", level = "debug", skip_all, fields(authplane.layer = "service"))]
+pub async fn exchange_upstream(
+    deps: &Deps,
+    request: TokenRequest<'_>,
+    ids: &RequestIds,
+    now: i64,
+) -> (Result<super::broker::ExchangeResponse, Error>, Outcome) {
+    let mut outcome = Outcome::default();
+    let mut seen = super::broker::Exchanged::default();
+    let result = async {
+        let TokenRequest { form, authorization, addr, .. } = request;
+        let presented = client_auth::presented(authorization, form.get("client_id"), form.get("client_secret"))?;
+        outcome.client_id = Some(presented.client_id.clone());
+        let client = authenticate(deps, &presented, addr, now).await?;
+        if client.spec.broker_upstreams.is_empty() || !client.spec.token_endpoint_auth_method.is_confidential() {
+            return Err(Error::new(
+                Kind::UnauthorizedClient,
+                "client may not use token exchange: it brokers no upstream (broker_upstreams)",
+            ));
+        }
+        super::broker::exchange(deps, &client.spec, &form, ids, now, &mut seen).await
+    }
+    .await;
+    outcome.user_id = seen.user_id;
+    outcome.resource = seen.upstream.map(|u| format!("upstream:{u}"));
+    if let Err(e) = &result {
+        audit_refusal(
+            deps,
+            ids,
+            &outcome,
+            e,
+            "token_failed",
+            || serde_json::json!({"error": e.name(), "code": e.kind.code(), "grant_type": super::broker::GRANT_TYPE}),
+        )
+        .await;
     }
     (result, outcome)
 }

@@ -24,14 +24,22 @@ pub async fn exchange(
     ids: &RequestIds,
     now: i64,
 ) -> GrantResult {
-    let (token, row, family, granted_resources) = match find(deps, form).await {
+    // One transaction from the first read to the commit: one connection
+    // acquired per refresh instead of one per statement group (each acquire
+    // and release is a round trip to SQLite's worker thread or to Postgres).
+    // It is rolled back (dropped) on every refusal.
+    let txn = match deps.db.begin().await {
+        Ok(t) => t,
+        Err(e) => return GrantResult::failed(e.into()),
+    };
+    let (token, row, family, granted_resources) = match find(&txn, form).await {
         Ok(found) => found,
         Err(e) => return GrantResult::failed(e),
     };
     GrantResult {
         resource: granted_resources.first().cloned(),
         user_id: Some(family.user_id.clone()),
-        result: rotate(deps, client, form, token, row, &family, granted_resources, jkt, ids, now).await,
+        result: rotate(deps, txn, client, form, token, row, &family, granted_resources, jkt, ids, now).await,
     }
 }
 
@@ -40,11 +48,14 @@ fn invalid() -> Error {
 }
 
 /// The presented token, its row, its family and the family's resources.
-async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(&'f str, RefreshRow, FamilyRow, Vec<String>), Error> {
+async fn find<'f, C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    form: &'f Form,
+) -> Result<(&'f str, RefreshRow, FamilyRow, Vec<String>), Error> {
     let token =
         form.get("refresh_token").ok_or_else(|| Error::new(Kind::InvalidRequest, "refresh_token is required"))?;
-    let row = rows::get_refresh(&deps.db, &sha256_hex(token.as_bytes())).await?.ok_or_else(invalid)?;
-    let family = rows::get_family(&deps.db, &row.family_id).await?.ok_or_else(invalid)?;
+    let row = rows::get_refresh(conn, &sha256_hex(token.as_bytes())).await?.ok_or_else(invalid)?;
+    let family = rows::get_family(conn, &row.family_id).await?.ok_or_else(invalid)?;
     let granted_resources = json_column("token_families.resources", &family.resources)?;
     Ok((token, row, family, granted_resources))
 }
@@ -52,6 +63,7 @@ async fn find<'f>(deps: &Deps, form: &'f Form) -> Result<(&'f str, RefreshRow, F
 #[allow(clippy::too_many_arguments)]
 async fn rotate(
     deps: &Deps,
+    txn: sea_orm::DatabaseTransaction,
     client: &ClientConfig,
     form: &Form,
     token: &str,
@@ -78,6 +90,8 @@ async fn rotate(
         return Err(crate::oauth::dpop::key_mismatch("the refresh token"));
     }
     if let Some(rotated_at) = row.rotated_at {
+        // reused() writes through the pool: give the connection back first.
+        drop(txn);
         return reused(deps, family, row.successor.as_deref(), token, rotated_at, form, jkt, ids, now).await;
     }
     if family.expires_at <= now {
@@ -87,7 +101,6 @@ async fn rotate(
     let aud = narrow_resources(&form.resource, &granted_resources)?;
 
     let next = secret_token();
-    let txn = deps.db.begin().await?;
     if !rows::rotate_refresh(&txn, &digest, &seal(token, &next), now).await? {
         // Another request (or replica) rotated it first: read what it kept.
         drop(txn);
