@@ -113,7 +113,12 @@ for fault in $faults; do
   pg-restart)
     echo "faults: Postgres stopped and started mid-load"
     url="$(pg_db restart)"
-    SOAK_PG_URL="$url" AUTHPLANE_DATABASE_URL="$url" as_start faults-pg "$AUTHSERVER_BIN"
+    # A 1 s pool wait (default 5 s): a request that arrives during the 2 s
+    # outage gets its 503 then, instead of waiting for Postgres to come back
+    # and succeeding; without it the only 503s are requests whose statement
+    # was in flight at the shutdown, and a run can catch none.
+    SOAK_PG_URL="$url" AUTHPLANE_DATABASE_URL="$url" AUTHPLANE_DATABASE_ACQUIRE_TIMEOUT=1s \
+      as_start faults-pg "$AUTHSERVER_BIN"
     export SOAK_PG_URL="$url"
     load 9 "$work/pg.json" --rate 120 --tolerate 503 &
     lp=$!
