@@ -182,14 +182,25 @@ pick_ports() { # count
   echo "${chosen[@]}"
 }
 
+# In the PKI directory (gen_pki, node_certs): openssl chatters on stderr;
+# show it only when it fails.
+openssl_q() { openssl "$@" 2>openssl.err || { cat openssl.err >&2; exit 1; }; }
+# A key and a certificate signed by the cluster CA: name subject extensions
+# (a section of openssl.cnf).
+issue() {
+  openssl_q req -new -config openssl.cnf -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$1.key" -out "$1.csr" -subj "$2"
+  openssl_q x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+    -extfile openssl.cnf -extensions "$3" -out "$1.crt"
+  rm -f "$1.csr"
+}
+
 gen_pki() {
   local d="$STATE/pki"
   mkdir -p "$d"
   (
     cd "$d"
     umask 077
-    # openssl chatters on stderr; show it only when it fails.
-    openssl_q() { openssl "$@" 2>openssl.err || { cat openssl.err >&2; exit 1; }; }
     cat >openssl.cnf <<EOF
 [req]
 distinguished_name = dn
@@ -215,13 +226,6 @@ EOF
     # Cluster CA (also signs CSRs through the controller manager).
     openssl_q req -x509 -new -config openssl.cnf -extensions ca -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
       -nodes -keyout ca.key -out ca.crt -days 365 -subj "/CN=$CLUSTER_NAME-ca"
-    issue() { # name subject extensions
-      openssl_q req -new -config openssl.cnf -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$1.key" -out "$1.csr" -subj "$2"
-      openssl_q x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
-        -extfile openssl.cnf -extensions "$3" -out "$1.crt"
-      rm -f "$1.csr"
-    }
     issue apiserver "/CN=kube-apiserver" server
     issue admin "/O=system:masters/CN=authplane-e2e-admin" client
     issue kube-controller-manager "/CN=system:kube-controller-manager" client
@@ -475,7 +479,6 @@ node_certs() {
   (
     cd "$STATE/pki"
     umask 077
-    openssl_q() { openssl "$@" 2>openssl.err || { cat openssl.err >&2; exit 1; }; }
     cat >>openssl.cnf <<EOF
 [kubelet]
 basicConstraints = critical, CA:FALSE
@@ -484,13 +487,6 @@ extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
 subjectAltName = DNS:$n, IP:$NODE_IP
 EOF
-    issue() { # name subject extensions
-      openssl_q req -new -config openssl.cnf -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -keyout "$1.key" -out "$1.csr" -subj "$2"
-      openssl_q x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
-        -extfile openssl.cnf -extensions "$3" -out "$1.crt"
-      rm -f "$1.csr"
-    }
     issue kubelet "/O=system:nodes/CN=system:node:$n" client
     issue kubelet-serving "/CN=$n" kubelet
     issue kube-scheduler "/CN=system:kube-scheduler" client
