@@ -506,7 +506,7 @@ pub async fn upstream_callback(
             let _ = res.add_cookie(&session_cookie(&state, done.signed_in));
             res
         }
-        Ok(Err((f, _))) => upstream_failed(&state, &req, u.label(), &f, None),
+        Ok(Err(f)) => upstream_failed(&state, &req, u.label(), &f, None),
         Err(e) => error_page(&state, &req, &e),
     }
 }

@@ -227,11 +227,8 @@ pub async fn store_grant(
         Some(r) => Some(keys.seal(&aad(user_id, &u.id, "refresh"), r.expose())?),
         None => None,
     };
-    let txn = deps.db.begin().await.map_err(StoreError::from)?;
-    let existing = upstream_grant::Entity::find_by_id((user_id.to_owned(), u.id.clone()))
-        .one(&txn)
-        .await
-        .map_err(StoreError::from)?;
+    let txn = deps.db.begin().await?;
+    let existing = upstream_grant::Entity::find_by_id((user_id.to_owned(), u.id.clone())).one(&txn).await?;
     // A refresh token kept from before must have been sealed with a key
     // still in the ring; re-seal it with the current one.
     let refresh = match (refresh, &existing) {
@@ -261,12 +258,12 @@ pub async fn store_grant(
         updated_at: Set(now),
     };
     if existing.is_some() {
-        upstream_grant::Entity::update(model).exec(&txn).await.map_err(StoreError::from)?;
+        upstream_grant::Entity::update(model).exec(&txn).await?;
     } else {
-        upstream_grant::Entity::insert(model).exec_without_returning(&txn).await.map_err(StoreError::from)?;
+        upstream_grant::Entity::insert(model).exec_without_returning(&txn).await?;
     }
     audit::record(&txn, deps.clock.now_ms(), audit_grant(user_id, &u.id, "obtained", None, ids)).await?;
-    txn.commit().await.map_err(StoreError::from)?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -283,8 +280,7 @@ pub async fn reseal(deps: &Deps, limit: u64) -> Result<u64, Error> {
         .filter(upstream_grant::Column::KeyId.ne(keys.current.as_str()))
         .limit(limit)
         .all(&deps.db)
-        .await
-        .map_err(StoreError::from)?;
+        .await?;
     let (mut done, mut unreadable) = (0, 0);
     for row in rows {
         let (user, upstream) = (row.user_id.as_str(), row.upstream_id.as_str());
@@ -314,8 +310,7 @@ pub async fn reseal(deps: &Deps, limit: u64) -> Result<u64, Error> {
             .filter(upstream_grant::Column::UpdatedAt.eq(row.updated_at))
             .filter(upstream_grant::Column::KeyId.eq(row.key_id.as_str()))
             .exec(&deps.db)
-            .await
-            .map_err(StoreError::from)?
+            .await?
             .rows_affected;
         done += n;
     }
@@ -329,8 +324,7 @@ pub async fn reseal(deps: &Deps, limit: u64) -> Result<u64, Error> {
     let left = upstream_grant::Entity::find()
         .filter(upstream_grant::Column::KeyId.ne(keys.current.as_str()))
         .count(&deps.db)
-        .await
-        .map_err(StoreError::from)?;
+        .await?;
     deps.broker.old_key.set(i64::try_from(left).unwrap_or(i64::MAX));
     Ok(done)
 }
@@ -466,10 +460,7 @@ pub async fn exchange(
     let _held = lock.lock().await;
     let started = std::time::Instant::now();
     loop {
-        let row = upstream_grant::Entity::find_by_id((user_id.clone(), upstream.clone()))
-            .one(&deps.db)
-            .await
-            .map_err(StoreError::from)?;
+        let row = upstream_grant::Entity::find_by_id((user_id.clone(), upstream.clone())).one(&deps.db).await?;
         let Some(row) = row else {
             return Err(Error::new(
                 Kind::InvalidGrant,
@@ -563,15 +554,15 @@ async fn refresh(
             if tokens.scope.is_some() {
                 m.scope = Set(tokens.scope.clone());
             }
-            let txn = deps.db.begin().await.map_err(StoreError::from)?;
-            upstream_grant::Entity::update(m).exec(&txn).await.map_err(StoreError::from)?;
+            let txn = deps.db.begin().await?;
+            upstream_grant::Entity::update(m).exec(&txn).await?;
             audit::record(
                 &txn,
                 deps.clock.now_ms(),
                 audit_grant(user_id, upstream, "refreshed", Some(mcp_client), ids),
             )
             .await?;
-            txn.commit().await.map_err(StoreError::from)?;
+            txn.commit().await?;
             record("success");
             tracing::info!(user_id, upstream, "upstream token refreshed");
             Ok(())
@@ -581,21 +572,20 @@ async fn refresh(
             // expired): the grant is dead, and so are this client's AuthPlane
             // refresh tokens for the person, so the MCP client sends them
             // through sign-in again.
-            let txn = deps.db.begin().await.map_err(StoreError::from)?;
-            upstream_grant::Entity::update(update("revoked", "revoked")).exec(&txn).await.map_err(StoreError::from)?;
+            let txn = deps.db.begin().await?;
+            upstream_grant::Entity::update(update("revoked", "revoked")).exec(&txn).await?;
             let families = token_family::Entity::update_many()
                 .col_expr(token_family::Column::RevokedAt, Expr::value(now))
                 .filter(token_family::Column::UserId.eq(user_id))
                 .filter(token_family::Column::ClientId.eq(mcp_client))
                 .filter(token_family::Column::RevokedAt.is_null())
                 .exec(&txn)
-                .await
-                .map_err(StoreError::from)?
+                .await?
                 .rows_affected;
             let mut ev = audit_grant(user_id, upstream, "revoked", Some(mcp_client), ids);
             ev.detail = serde_json::json!({"upstream": upstream, "action": "revoked", "families_revoked": families});
             audit::record(&txn, deps.clock.now_ms(), ev).await?;
-            txn.commit().await.map_err(StoreError::from)?;
+            txn.commit().await?;
             record("revoked");
             tracing::warn!(user_id, upstream, families_revoked = families, detail = %d, "upstream grant revoked by the provider");
             Err(Error::new(
@@ -607,10 +597,7 @@ async fn refresh(
         }
         Err(f) => {
             // Provider down or misbehaving: keep everything, release the lease.
-            upstream_grant::Entity::update(update(&row.status, "failed"))
-                .exec(&deps.db)
-                .await
-                .map_err(StoreError::from)?;
+            upstream_grant::Entity::update(update(&row.status, "failed")).exec(&deps.db).await?;
             record("failed");
             tracing::warn!(user_id, upstream, reason = f.reason(), detail = %f.detail(), "upstream token refresh failed");
             Err(Error::new(

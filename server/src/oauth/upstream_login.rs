@@ -82,8 +82,7 @@ pub struct Finished {
 
 /// Checks a callback and signs the person in. A storage failure is the
 /// outer error; a refusal the inner one, with its `login_failed` audit row
-/// written (reason `upstream_*`), and the sign-in request id when the
-/// `state` was good (so the page can offer to start again).
+/// written (reason `upstream_*`).
 pub async fn finish(
     deps: &Deps,
     u: &UpstreamConfig,
@@ -91,7 +90,7 @@ pub async fn finish(
     browser_sha256: &str,
     ids: &RequestIds,
     now: i64,
-) -> Result<Result<Finished, (Failure, Option<String>)>, Error> {
+) -> Result<Result<Finished, Failure>, Error> {
     let login = match cb.state.as_deref() {
         Some(s) if !s.is_empty() && s.len() <= 512 => {
             rows::take_upstream_login(&deps.db, &sha256_hex(s.as_bytes()), now).await?
@@ -112,7 +111,7 @@ pub async fn finish(
         Ok(x) => x,
         Err(f) => {
             audit_failure(deps, ids, u, &f).await;
-            return Ok(Err((f, None)));
+            return Ok(Err(f));
         }
     };
     let user_id = identity.user_id(&u.id);
@@ -228,7 +227,7 @@ mod tests {
     async fn callback(fx: &Fixture, state: &str, browser: &str, now: i64) -> Failure {
         let u = fx.cfg.upstreams[0].clone();
         let cb = Callback { state: Some(state.to_owned()), code: Some("c".into()), ..Default::default() };
-        finish(&fx.deps, &u, &cb, browser, &RequestIds::default(), now).await.unwrap().unwrap_err().0
+        finish(&fx.deps, &u, &cb, browser, &RequestIds::default(), now).await.unwrap().unwrap_err()
     }
 
     #[tokio::test]

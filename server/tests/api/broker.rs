@@ -9,7 +9,7 @@ use authplane_server::oauth::broker::take_lease;
 use authplane_server::store::entities::upstream_grant;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 
-use crate::helpers::fresh_database;
+use crate::helpers::{fresh_database, grant_row};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn of_replicas_racing_for_a_stale_grant_exactly_one_takes_the_refresh_lease() {
@@ -18,24 +18,10 @@ async fn of_replicas_racing_for_a_stale_grant_exactly_one_takes_the_refresh_leas
     let first = sea_orm::Database::connect(&url).await.unwrap();
     authplane_server::store::migrate(&first).await.unwrap();
     let now = 1_800_000_000;
-    upstream_grant::Entity::insert(upstream_grant::ActiveModel {
-        user_id: Set("corp:ann".into()),
-        upstream_id: Set("corp".into()),
-        status: Set("active".into()),
-        key_id: Set("k1".into()),
-        access_token_enc: Set("sealed".into()),
-        refresh_token_enc: Set(Some("sealed".into())),
-        expires_at: Set(Some(now - 1)),
-        scope: Set(None),
-        refreshing_until: Set(None),
-        last_refresh_outcome: Set(None),
-        last_refresh_at: Set(None),
-        created_at: Set(now - 100),
-        updated_at: Set(now - 100),
-    })
-    .exec_without_returning(&first)
-    .await
-    .unwrap();
+    upstream_grant::Entity::insert(grant_row("corp:ann", "corp", true, Some(now - 1), now - 100))
+        .exec_without_returning(&first)
+        .await
+        .unwrap();
     let row = upstream_grant::Entity::find_by_id(("corp:ann".to_owned(), "corp".to_owned()))
         .one(&first)
         .await

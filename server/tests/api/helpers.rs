@@ -535,3 +535,30 @@ pub fn jwt_part(token: &str, i: usize) -> Value {
     let part = token.split('.').nth(i).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// A stored upstream grant of `user_id` at `upstream` ("active", key `k1`,
+/// placeholder ciphertext), written at `at`: the broker tests' starting row.
+pub fn grant_row(
+    user_id: &str,
+    upstream: &str,
+    refresh: bool,
+    expires_at: Option<i64>,
+    at: i64,
+) -> authplane_server::store::entities::upstream_grant::ActiveModel {
+    use sea_orm::ActiveValue::Set;
+    authplane_server::store::entities::upstream_grant::ActiveModel {
+        user_id: Set(user_id.into()),
+        upstream_id: Set(upstream.into()),
+        status: Set("active".into()),
+        key_id: Set("k1".into()),
+        access_token_enc: Set("sealed".into()),
+        refresh_token_enc: Set(refresh.then(|| "sealed".into())),
+        expires_at: Set(expires_at),
+        scope: Set(None),
+        refreshing_until: Set(None),
+        last_refresh_outcome: Set(None),
+        last_refresh_at: Set(None),
+        created_at: Set(at),
+        updated_at: Set(at),
+    }
+}

@@ -93,24 +93,10 @@ async fn deleting_a_user_deletes_its_stored_upstream_grants_and_an_upstream_user
         updated_at: Set(1),
     };
     authplane_server::store::entities::user::Entity::insert(user).exec_without_returning(&db).await.unwrap();
-    upstream_grant::Entity::insert(upstream_grant::ActiveModel {
-        user_id: Set("corp:ann".into()),
-        upstream_id: Set("corp".into()),
-        status: Set("active".into()),
-        key_id: Set("k1".into()),
-        access_token_enc: Set("sealed".into()),
-        refresh_token_enc: Set(None),
-        expires_at: Set(None),
-        scope: Set(None),
-        refreshing_until: Set(None),
-        last_refresh_outcome: Set(None),
-        last_refresh_at: Set(None),
-        created_at: Set(1),
-        updated_at: Set(1),
-    })
-    .exec_without_returning(&db)
-    .await
-    .unwrap();
+    upstream_grant::Entity::insert(grant_row("corp:ann", "corp", false, None, 1))
+        .exec_without_returning(&db)
+        .await
+        .unwrap();
 
     // The password form cannot sign it in, whatever the password.
     let b = Browser::new(&app);
